@@ -1,0 +1,400 @@
+"""Pure box and polygon maths (numpy).
+
+Internal format everywhere in detaug: **absolute pixel xyxy**, float32,
+shape (N, 4), in the frame of the image the boxes belong to. The conversions
+to and from YOLO (normalised cxcywh) and COCO (absolute xywh) exist for the
+edges of the library (``detaug.io`` and ``Batch.to_yolo``).
+
+No function here writes into its arguments; each returns a new array.
+Computations run in float64 and results come back as float32 unless noted.
+
+>>> import numpy as np
+>>> b = yolo_to_xyxy(np.array([[0.5, 0.5, 0.5, 0.25]]), width=200, height=100)
+>>> b.tolist()
+[[50.0, 37.5, 150.0, 62.5]]
+>>> xyxy_to_yolo(b, width=200, height=100).tolist()
+[[0.5, 0.5, 0.5, 0.25]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "xyxy_to_cxcywh",
+    "cxcywh_to_xyxy",
+    "xyxy_to_xywh",
+    "xywh_to_xyxy",
+    "yolo_to_xyxy",
+    "xyxy_to_yolo",
+    "coco_to_xyxy",
+    "xyxy_to_coco",
+    "box_area",
+    "box_intersection",
+    "box_iou",
+    "box_ioa",
+    "clip_boxes",
+    "clip_boxes_to_rect",
+    "box_candidates",
+    "split_rings",
+    "polygons_to_boxes",
+    "clip_polygons",
+    "flatten_polygons",
+    "unflatten_polygons",
+]
+
+F32 = NDArray[np.float32]
+
+
+def _as4(boxes: ArrayLike) -> NDArray[np.float64]:
+    b = np.asarray(boxes, dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        b = b.reshape(-1, 4)
+    return b
+
+
+def xyxy_to_cxcywh(boxes: ArrayLike) -> F32:
+    """(N, 4) xyxy -> (N, 4) centre-x, centre-y, width, height (same units).
+
+    >>> xyxy_to_cxcywh([[0, 0, 4, 2]]).tolist()
+    [[2.0, 1.0, 4.0, 2.0]]
+    """
+    b = _as4(boxes)
+    out = np.stack(
+        [(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]],
+        axis=1,
+    )
+    return out.astype(np.float32)
+
+
+def cxcywh_to_xyxy(boxes: ArrayLike) -> F32:
+    """(N, 4) centre-x, centre-y, width, height -> (N, 4) xyxy (same units).
+
+    >>> cxcywh_to_xyxy([[2, 1, 4, 2]]).tolist()
+    [[0.0, 0.0, 4.0, 2.0]]
+    """
+    b = _as4(boxes)
+    half_w, half_h = b[:, 2] / 2, b[:, 3] / 2
+    out = np.stack([b[:, 0] - half_w, b[:, 1] - half_h, b[:, 0] + half_w, b[:, 1] + half_h], axis=1)
+    return out.astype(np.float32)
+
+
+def xyxy_to_xywh(boxes: ArrayLike) -> F32:
+    """(N, 4) xyxy -> (N, 4) top-left x, y, width, height.
+
+    >>> xyxy_to_xywh([[1, 2, 4, 6]]).tolist()
+    [[1.0, 2.0, 3.0, 4.0]]
+    """
+    b = _as4(boxes)
+    return np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1).astype(np.float32)
+
+
+def xywh_to_xyxy(boxes: ArrayLike) -> F32:
+    """(N, 4) top-left x, y, width, height -> (N, 4) xyxy.
+
+    >>> xywh_to_xyxy([[1, 2, 3, 4]]).tolist()
+    [[1.0, 2.0, 4.0, 6.0]]
+    """
+    b = _as4(boxes)
+    return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], axis=1).astype(np.float32)
+
+
+def yolo_to_xyxy(boxes: ArrayLike, width: float, height: float) -> F32:
+    """YOLO rows (N, 4) normalised cxcywh in [0, 1] -> absolute pixel xyxy for a W x H image."""
+    b = _as4(boxes) * np.array([width, height, width, height], dtype=np.float64)
+    return cxcywh_to_xyxy(b)
+
+
+def xyxy_to_yolo(boxes: ArrayLike, width: float, height: float) -> F32:
+    """Absolute pixel xyxy (N, 4) in a W x H image -> YOLO normalised cxcywh."""
+    c = xyxy_to_cxcywh(boxes).astype(np.float64)
+    return (c / np.array([width, height, width, height], dtype=np.float64)).astype(np.float32)
+
+
+def coco_to_xyxy(boxes: ArrayLike) -> F32:
+    """COCO ``bbox`` rows (N, 4) absolute [x, y, w, h] -> absolute xyxy."""
+    return xywh_to_xyxy(boxes)
+
+
+def xyxy_to_coco(boxes: ArrayLike) -> F32:
+    """Absolute xyxy (N, 4) -> COCO ``bbox`` rows [x, y, w, h]."""
+    return xyxy_to_xywh(boxes)
+
+
+def box_area(boxes: ArrayLike) -> F32:
+    """(N, 4) xyxy -> (N,) area; boxes with x2 < x1 or y2 < y1 have area 0.
+
+    >>> box_area([[0, 0, 2, 3], [5, 5, 4, 9]]).tolist()
+    [6.0, 0.0]
+    """
+    b = _as4(boxes)
+    w = np.clip(b[:, 2] - b[:, 0], 0, None)
+    h = np.clip(b[:, 3] - b[:, 1], 0, None)
+    return (w * h).astype(np.float32)
+
+
+def box_intersection(a: ArrayLike, b: ArrayLike) -> F32:
+    """Pairwise intersection areas: (N, 4) and (M, 4) xyxy -> (N, M).
+
+    >>> box_intersection([[0, 0, 2, 2]], [[1, 1, 3, 3], [5, 5, 6, 6]]).tolist()
+    [[1.0, 0.0]]
+    """
+    a, b = _as4(a), _as4(b)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    return (wh[..., 0] * wh[..., 1]).astype(np.float32)
+
+
+def box_iou(a: ArrayLike, b: ArrayLike) -> F32:
+    """Pairwise IoU: (N, 4) and (M, 4) xyxy -> (N, M); 0 where the union is empty.
+
+    >>> round(float(box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2]])[0, 0]), 4)
+    0.3333
+    """
+    inter = box_intersection(a, b).astype(np.float64)
+    union = box_area(a).astype(np.float64)[:, None] + box_area(b).astype(np.float64)[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(union > 0, inter / union, 0.0)
+    return out.astype(np.float32)
+
+
+def box_ioa(a: ArrayLike, b: ArrayLike) -> F32:
+    """Pairwise intersection over the area of ``a``: (N, 4), (M, 4) -> (N, M).
+
+    The fraction of each box of ``a`` that lies inside each box of ``b``;
+    0 for a box of zero area.
+
+    >>> box_ioa([[0, 0, 2, 2]], [[1, 0, 3, 2]]).tolist()
+    [[0.5]]
+    """
+    inter = box_intersection(a, b).astype(np.float64)
+    area = box_area(a).astype(np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(area > 0, inter / area, 0.0)
+    return out.astype(np.float32)
+
+
+def clip_boxes(boxes: ArrayLike, width: float, height: float) -> F32:
+    """Clip (N, 4) xyxy boxes to the image rectangle [0, W] x [0, H].
+
+    >>> clip_boxes([[-5, 2, 12, 20]], width=10, height=8).tolist()
+    [[0.0, 2.0, 10.0, 8.0]]
+    """
+    return clip_boxes_to_rect(boxes, 0.0, 0.0, width, height)
+
+
+def clip_boxes_to_rect(boxes: ArrayLike, x1: float, y1: float, x2: float, y2: float) -> F32:
+    """Clip (N, 4) xyxy boxes to the rectangle [x1, x2] x [y1, y2].
+
+    A box outside the rectangle becomes a zero-area box on its border.
+
+    >>> clip_boxes_to_rect([[0, 0, 10, 10], [20, 20, 30, 30]], 5, 5, 15, 15).tolist()
+    [[5.0, 5.0, 10.0, 10.0], [15.0, 15.0, 15.0, 15.0]]
+    """
+    b = _as4(boxes)
+    lo = np.array([x1, y1, x1, y1], dtype=np.float64)
+    hi = np.array([x2, y2, x2, y2], dtype=np.float64)
+    return np.clip(b, lo, hi).astype(np.float32)
+
+
+def box_candidates(
+    before: ArrayLike,
+    after: ArrayLike,
+    min_size: float = 2.0,
+    min_area_ratio: float = 0.1,
+    max_aspect_ratio: float = 100.0,
+    eps: float = 1e-9,
+) -> NDArray[np.bool_]:
+    """Which boxes survive a geometric step.
+
+    Args:
+        before: (N, 4) xyxy, each box transformed but *not* clipped.
+        after: (N, 4) xyxy, the same boxes after clipping (same frame).
+        min_size: minimum width and height of ``after`` in pixels (>=).
+        min_area_ratio: minimum ``area(after) / area(before)``.
+        max_aspect_ratio: maximum of ``w/h`` and ``h/w`` of ``after``.
+
+    Returns:
+        (N,) bool; always False for boxes of zero width or height.
+
+    >>> box_candidates([[0, 0, 10, 10]] * 3,
+    ...                [[0, 0, 10, 10], [0, 0, 10, 0.5], [0, 0, 3, 3]]).tolist()
+    [True, False, False]
+    """
+    b1, b2 = _as4(before), _as4(after)
+    w1, h1 = b1[:, 2] - b1[:, 0], b1[:, 3] - b1[:, 1]
+    w2, h2 = b2[:, 2] - b2[:, 0], b2[:, 3] - b2[:, 1]
+    positive = (w2 > 0) & (h2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ar = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
+        ratio = (w2 * h2) / (np.clip(w1, 0, None) * np.clip(h1, 0, None) + eps)
+    return positive & (w2 >= min_size) & (h2 >= min_size) & (ratio >= min_area_ratio) & (ar <= max_aspect_ratio)
+
+
+# ----------------------------------------------------------------------------- polygons
+#
+# An object's polygon is a (K, 2) float32 array of absolute pixel xy. An object
+# made of several parts (COCO multi-polygon segmentations) keeps its parts in
+# one array, separated by a single row of NaN. The functions below work on all
+# rings of all objects at once ("flattened"), without a Python loop per point.
+
+
+def split_rings(polygon: ArrayLike) -> list[NDArray[np.float32]]:
+    """Split one object's (K, 2) array into its parts at NaN rows.
+
+    >>> [r.shape for r in split_rings([[0, 0], [1, 0], [1, 1], [np.nan, np.nan], [5, 5], [6, 5], [6, 6]])]
+    [(3, 2), (3, 2)]
+    """
+    p = np.asarray(polygon, dtype=np.float32).reshape(-1, 2)
+    sep = np.isnan(p[:, 0])
+    if not sep.any():
+        return [p.copy()]
+    parts = np.split(p, np.flatnonzero(sep))
+    return [q[1:].copy() if i else q.copy() for i, q in enumerate(parts) if len(q) > (1 if i else 0)]
+
+
+def flatten_polygons(
+    polygons: Sequence[ArrayLike],
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """All rings of all objects as flat arrays.
+
+    Returns:
+        points: (T, 2) float64, every ring's vertices, rings in object order.
+        ring_of_point: (T,) int64, ring index of each point (non-decreasing).
+        object_of_ring: (R,) int64, object index of each ring (non-decreasing).
+    """
+    if len(polygons) == 0:
+        return np.zeros((0, 2)), np.zeros((0,), np.int64), np.zeros((0,), np.int64)
+    arrays = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    pts = np.concatenate(arrays, axis=0) if lengths.sum() else np.zeros((0, 2))
+    obj = np.repeat(np.arange(len(arrays), dtype=np.int64), lengths)
+    sep = np.isnan(pts[:, 0]) | np.isnan(pts[:, 1])
+    obj_start = np.zeros(len(pts), dtype=bool)
+    starts = np.cumsum(lengths) - lengths
+    obj_start[starts[lengths > 0]] = True
+    ring_start = obj_start | np.r_[False, sep[:-1]]
+    ring_start &= ~sep
+    ring_id = np.cumsum(ring_start) - 1
+    keep = ~sep
+    pts, ring_id, obj = pts[keep], ring_id[keep], obj[keep]
+    n_rings = int(ring_start.sum())
+    object_of_ring = np.zeros(n_rings, dtype=np.int64)
+    object_of_ring[ring_id] = obj
+    return pts, ring_id.astype(np.int64), object_of_ring
+
+
+def unflatten_polygons(
+    points: NDArray[np.floating],
+    ring_of_point: NDArray[np.int64],
+    object_of_ring: NDArray[np.int64],
+    num_objects: int,
+) -> tuple[NDArray[np.float32], ...]:
+    """Inverse of :func:`flatten_polygons`; empty rings are dropped.
+
+    Objects with no remaining ring get a (0, 2) array.
+    """
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    n_rings = len(object_of_ring)
+    ring_len = np.bincount(ring_of_point, minlength=n_rings)
+    nonempty = ring_len > 0
+    # Append one NaN row after each non-empty ring, then cut per object and
+    # drop each object's trailing NaN.
+    ring_rank = np.cumsum(nonempty) - 1
+    pos = np.arange(len(pts)) + ring_rank[ring_of_point]
+    total = len(pts) + int(nonempty.sum())
+    big = np.full((total, 2), np.nan, dtype=np.float32)
+    big[pos] = pts
+    obj_len = np.bincount(object_of_ring, weights=(ring_len + 1) * nonempty, minlength=num_objects)
+    obj_len = obj_len.astype(np.int64)
+    ends = np.cumsum(obj_len)
+    starts = ends - obj_len
+    return tuple(
+        np.ascontiguousarray(big[s : e - 1]) if e > s else np.zeros((0, 2), np.float32)
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+    )
+
+
+def polygons_to_boxes(polygons: Sequence[ArrayLike]) -> F32:
+    """Tight xyxy box of each object's polygon (all parts); (N,) polygons -> (N, 4).
+
+    An object with no points gets the zero box ``[0, 0, 0, 0]``.
+
+    >>> polygons_to_boxes([[[1, 2], [4, 2], [3, 7]], np.zeros((0, 2))]).tolist()
+    [[1.0, 2.0, 4.0, 7.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+    n = len(polygons)
+    pts, ring, obj_of_ring = flatten_polygons(polygons)
+    out = np.zeros((n, 4), dtype=np.float64)
+    if len(pts) == 0:
+        return out.astype(np.float32)
+    obj = obj_of_ring[ring]
+    counts = np.bincount(obj, minlength=n)
+    has = counts > 0
+    starts = (np.cumsum(counts) - counts)[has]
+    out[has, 0] = np.minimum.reduceat(pts[:, 0], starts)
+    out[has, 1] = np.minimum.reduceat(pts[:, 1], starts)
+    out[has, 2] = np.maximum.reduceat(pts[:, 0], starts)
+    out[has, 3] = np.maximum.reduceat(pts[:, 1], starts)
+    return out.astype(np.float32)
+
+
+def _clip_half_plane(
+    pts: NDArray[np.float64], ring: NDArray[np.int64], n_rings: int, axis: int, bound: float, keep_ge: bool
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """One Sutherland-Hodgman stage over all rings at once."""
+    if len(pts) == 0:
+        return pts, ring
+    ring_len = np.bincount(ring, minlength=n_rings)
+    ring_start = np.cumsum(ring_len) - ring_len
+    idx = np.arange(len(pts))
+    prev = idx - 1
+    first = idx == ring_start[ring]
+    prev[first] = (ring_start + ring_len - 1)[ring[first]]
+    coord = pts[:, axis]
+    inside = coord >= bound if keep_ge else coord <= bound
+    cur_in, prev_in = inside, inside[prev]
+    cross = cur_in != prev_in
+    count = cross.astype(np.int64) + cur_in
+    # Intersection of edge prev -> cur with the line coord == bound.
+    p0, p1 = pts[prev], pts
+    denom = p1[:, axis] - p0[:, axis]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(denom != 0, (bound - p0[:, axis]) / denom, 0.0)
+    inter = p0 + t[:, None] * (p1 - p0)
+    inter[:, axis] = bound
+    out_start = np.cumsum(count) - count
+    total = int(count.sum())
+    out = np.empty((total, 2), dtype=np.float64)
+    out[out_start[cross]] = inter[cross]
+    out[(out_start + cross)[cur_in]] = pts[cur_in]
+    out_ring = np.repeat(ring, count)
+    return out, out_ring
+
+
+def clip_polygons(
+    polygons: Sequence[ArrayLike], x1: float, y1: float, x2: float, y2: float
+) -> tuple[NDArray[np.float32], ...]:
+    """Clip every object's polygon (all parts) to the rectangle [x1, x2] x [y1, y2].
+
+    Sutherland-Hodgman against the four sides, vectorised over all rings.
+    Parts that vanish are removed; an object that vanishes gets a (0, 2)
+    array, whose box (:func:`polygons_to_boxes`) is the zero box.
+
+    >>> sq = [[-2, -2], [4, -2], [4, 4], [-2, 4]]
+    >>> polygons_to_boxes(clip_polygons([sq], 0, 0, 10, 10)).tolist()
+    [[0.0, 0.0, 4.0, 4.0]]
+    """
+    n = len(polygons)
+    pts, ring, obj_of_ring = flatten_polygons(polygons)
+    n_rings = len(obj_of_ring)
+    for axis, bound, keep_ge in ((0, x1, True), (0, x2, False), (1, y1, True), (1, y2, False)):
+        pts, ring = _clip_half_plane(pts, ring, n_rings, axis, bound, keep_ge)
+    # Rings reduced to fewer than 3 vertices have no area: drop them.
+    ring_len = np.bincount(ring, minlength=n_rings)
+    ok = ring_len[ring] >= 3
+    return unflatten_polygons(pts[ok], ring[ok], obj_of_ring, n)

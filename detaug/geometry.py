@@ -1,0 +1,307 @@
+"""Affine/perspective matrices and the warps of images, boxes and polygons.
+
+Conventions:
+- Matrices are (3, 3) float64 homogeneous maps from source to destination
+  pixel coordinates, acting on column vectors ``(x, y, 1)``.
+- Coordinates are *continuous*: the image's outer edges are at 0 and W, so
+  the centre of pixel (i, j) is at (j + 0.5, i + 0.5). Boxes and polygons use
+  this frame. :func:`warp_image` converts to OpenCV's pixel-centre convention
+  itself, so a box and the pixels it covers move exactly together.
+- Everything here is pure: inputs are never written into (except the
+  explicit ``dst`` of :func:`warp_into`).
+
+>>> import numpy as np
+>>> M = translation(10, 0) @ rotation_scale(0.0, 2.0)
+>>> warp_boxes(np.array([[0, 0, 1, 1]], np.float32), M).tolist()
+[[10.0, 0.0, 12.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from detaug.boxes import flatten_polygons, unflatten_polygons
+
+__all__ = [
+    "identity",
+    "translation",
+    "scaling",
+    "rotation_scale",
+    "shearing",
+    "perspective",
+    "ultralytics_matrix",
+    "is_affine",
+    "warp_points",
+    "warp_boxes",
+    "warp_polygons",
+    "warp_image",
+    "warp_into",
+    "warped_bounds",
+    "warp_objects",
+]
+
+M3 = NDArray[np.float64]
+
+
+def identity() -> M3:
+    """The (3, 3) identity."""
+    return np.eye(3)
+
+
+def translation(tx: float, ty: float) -> M3:
+    """Move by (tx, ty) pixels."""
+    m = np.eye(3)
+    m[0, 2], m[1, 2] = tx, ty
+    return m
+
+
+def scaling(sx: float, sy: float | None = None) -> M3:
+    """Scale about the origin by sx (and sy, default sx)."""
+    m = np.eye(3)
+    m[0, 0], m[1, 1] = sx, sx if sy is None else sy
+    return m
+
+
+def rotation_scale(degrees: float, scale: float) -> M3:
+    """Rotate about the origin by ``degrees`` and scale uniformly.
+
+    Positive angles turn the image counter-clockwise on screen (y down), as
+    OpenCV's ``getRotationMatrix2D`` and Ultralytics' ``degrees`` do.
+    """
+    a = math.radians(degrees)
+    c, s = math.cos(a) * scale, math.sin(a) * scale
+    return np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def shearing(shear_x_deg: float, shear_y_deg: float) -> M3:
+    """x' = x + tan(shear_x) y,  y' = y + tan(shear_y) x (angles in degrees)."""
+    m = np.eye(3)
+    m[0, 1] = math.tan(math.radians(shear_x_deg))
+    m[1, 0] = math.tan(math.radians(shear_y_deg))
+    return m
+
+
+def perspective(px: float, py: float) -> M3:
+    """Projective terms: w = px x + py y + 1."""
+    m = np.eye(3)
+    m[2, 0], m[2, 1] = px, py
+    return m
+
+
+def ultralytics_matrix(
+    in_size: tuple[int, int] | tuple[float, float],
+    out_size: tuple[int, int],
+    degrees: float = 0.0,
+    scale: float = 1.0,
+    shear_x: float = 0.0,
+    shear_y: float = 0.0,
+    persp_x: float = 0.0,
+    persp_y: float = 0.0,
+    translate_x: float = 0.0,
+    translate_y: float = 0.0,
+) -> M3:
+    """Compose a warp the way Ultralytics' RandomPerspective does.
+
+    ``M = T @ S @ R @ P @ C``: C moves the input's centre to the origin,
+    P adds perspective, R rotates and scales, S shears, and T moves the origin
+    to ``(0.5 + translate_x) * out_w, (0.5 + translate_y) * out_h``.
+
+    Args:
+        in_size: (h, w) of the input frame (for Mosaic, the 2s x 2s canvas frame).
+        out_size: (h, w) of the output image.
+        translate_x, translate_y: fractions of the output size (0 = centred).
+
+    >>> M = ultralytics_matrix((100, 200), (100, 200))
+    >>> np.allclose(M, np.eye(3))
+    True
+    """
+    in_h, in_w = in_size
+    out_h, out_w = out_size
+    c = translation(-in_w / 2.0, -in_h / 2.0)
+    p = perspective(persp_x, persp_y)
+    r = rotation_scale(degrees, scale)
+    s = shearing(shear_x, shear_y)
+    t = translation((0.5 + translate_x) * out_w, (0.5 + translate_y) * out_h)
+    return t @ s @ r @ p @ c
+
+
+def is_affine(m: ArrayLike, tol: float = 0.0) -> bool:
+    """True when the last row of ``m`` is (0, 0, 1)."""
+    m = np.asarray(m, dtype=np.float64)
+    return bool(abs(m[2, 0]) <= tol and abs(m[2, 1]) <= tol and abs(m[2, 2] - 1.0) <= tol)
+
+
+def warp_points(points: ArrayLike, m: ArrayLike) -> NDArray[np.float64]:
+    """Map (N, 2) points by the (3, 3) matrix ``m``; returns (N, 2) float64.
+
+    NaN rows (polygon part separators) stay NaN.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    m = np.asarray(m, dtype=np.float64)
+    x = p @ m[:2, :2].T + m[:2, 2]
+    if is_affine(m):
+        return x
+    w = p @ m[2, :2] + m[2, 2]
+    return x / w[:, None]
+
+
+def warp_boxes(boxes: ArrayLike, m: ArrayLike) -> NDArray[np.float32]:
+    """Warp (N, 4) xyxy boxes: map the four corners and take their envelope.
+
+    The result is *not* clipped to any image. Returns (N, 4) float32.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+    w = warp_points(corners, m).reshape(-1, 4, 2)
+    out = np.concatenate([w.min(axis=1), w.max(axis=1)], axis=1)
+    return out.astype(np.float32)
+
+
+def warp_polygons(polygons: Sequence[ArrayLike], m: ArrayLike) -> tuple[NDArray[np.float32], ...]:
+    """Warp every object's polygon (all parts) by ``m``; not clipped."""
+    pts, ring, obj_of_ring = flatten_polygons(polygons)
+    return unflatten_polygons(warp_points(pts, m), ring, obj_of_ring, len(polygons))
+
+
+def _to_pixel_centres(m: ArrayLike) -> M3:
+    """The same map in OpenCV's convention (pixel centres at integers)."""
+    return translation(-0.5, -0.5) @ np.asarray(m, dtype=np.float64) @ translation(0.5, 0.5)
+
+
+def warp_image(
+    image: NDArray[np.uint8],
+    m: ArrayLike,
+    out_size: tuple[int, int],
+    border_value: int | tuple[int, int, int] = 114,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> NDArray[np.uint8]:
+    """Warp an (H, W, C) image by ``m`` (continuous frame) into an (out_h, out_w, C) image.
+
+    Uses ``cv2.warpAffine`` when ``m`` is affine, ``cv2.warpPerspective``
+    otherwise; pixels that map outside the source get ``border_value``.
+    """
+    out_h, out_w = out_size
+    bv = (border_value,) * 3 if isinstance(border_value, int) else tuple(border_value)
+    mc = _to_pixel_centres(m)
+    if is_affine(mc):
+        out = cv2.warpAffine(image, mc[:2], (out_w, out_h), flags=interpolation, borderValue=bv)
+    else:
+        out = cv2.warpPerspective(image, mc, (out_w, out_h), flags=interpolation, borderValue=bv)
+    return np.ascontiguousarray(out)
+
+
+def warped_bounds(src_size: tuple[int, int], m: ArrayLike, dst_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Integer pixel rectangle (x0, y0, x1, y1) of ``dst`` that the warped source rectangle can touch.
+
+    Args:
+        src_size: (h, w) of the source.
+        m: (3, 3) continuous-frame map from source to destination.
+        dst_size: (h, w) of the destination.
+
+    Returns:
+        The rectangle, grown by one pixel for interpolation and clipped to the
+        destination, or ``None`` when it is empty.
+    """
+    h, w = src_size
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    dh, dw = dst_size
+    if not is_affine(m):
+        den = corners @ m[2, :2] + m[2, 2]
+        if np.any(den <= 1e-9):
+            return (0, 0, dw, dh)
+    q = warp_points(corners, m)
+    x0 = max(int(math.floor(q[:, 0].min())) - 1, 0)
+    y0 = max(int(math.floor(q[:, 1].min())) - 1, 0)
+    x1 = min(int(math.ceil(q[:, 0].max())) + 1, dw)
+    y1 = min(int(math.ceil(q[:, 1].max())) + 1, dh)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def warp_into(
+    dst: NDArray[np.uint8],
+    src: NDArray[np.uint8],
+    m: ArrayLike,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> None:
+    """Warp ``src`` by ``m`` (continuous frame) *into* ``dst``, in place.
+
+    Only the destination pixels whose pre-image lies inside ``src`` are
+    written (``BORDER_TRANSPARENT``), and OpenCV is run only over the
+    bounding rectangle of the warped source, so warping several tiles into one
+    output costs about one warp per output pixel. ``dst`` must be a
+    C-contiguous (H, W, C) uint8 array; ``src`` is not modified.
+    """
+    if src.shape[0] == 0 or src.shape[1] == 0:
+        return
+    bounds = warped_bounds(src.shape[:2], m, dst.shape[:2])
+    if bounds is None:
+        return
+    x0, y0, x1, y1 = bounds
+    roi = dst[y0:y1, x0:x1]
+    mc = _to_pixel_centres(translation(-x0, -y0) @ np.asarray(m, dtype=np.float64))
+    size = (x1 - x0, y1 - y0)
+    if is_affine(mc):
+        res = cv2.warpAffine(src, mc[:2], size, dst=roi, flags=interpolation, borderMode=cv2.BORDER_TRANSPARENT)
+    else:
+        res = cv2.warpPerspective(src, mc, size, dst=roi, flags=interpolation, borderMode=cv2.BORDER_TRANSPARENT)
+    if res is not roi and not np.shares_memory(res, dst):
+        # OpenCV could not write through the view (it never should for a
+        # C-contiguous dst); copy the pixels it produced.
+        roi[...] = res
+
+
+def warp_objects(
+    boxes: ArrayLike,
+    polygons: Sequence[ArrayLike] | None,
+    m: ArrayLike,
+    out_size: tuple[int, int],
+    visible_rect: tuple[float, float, float, float] | None = None,
+    min_size: float = 2.0,
+    min_area_ratio: float = 0.1,
+    max_aspect_ratio: float = 100.0,
+) -> tuple[NDArray[np.float32], tuple[NDArray[np.float32], ...] | None, NDArray[np.bool_]]:
+    """Move objects through one geometric step, clip them and decide who survives.
+
+    Args:
+        boxes: (N, 4) xyxy in the source frame.
+        polygons: ``None`` or N polygons in the source frame. When given, they
+            decide the output boxes (the tight box of the clipped, warped
+            polygon), which is tighter than a warped box under rotation.
+        m: (3, 3) map from the source frame to the output frame.
+        out_size: (h, w) of the output image; results are clipped to it.
+        visible_rect: optional (x1, y1, x2, y2) in the *source* frame: only
+            this part of the source reaches the output (a Mosaic tile's cell).
+        min_size, min_area_ratio, max_aspect_ratio: the filter of
+            :func:`detaug.boxes.box_candidates`; the area ratio is measured
+            against the whole object warped by ``m`` but not clipped at all.
+
+    Returns:
+        (boxes (N, 4) float32 clipped to the output, polygons or None, keep (N,) bool).
+        Nothing is removed here: apply ``keep`` with ``Sample.select``.
+    """
+    from detaug.boxes import box_candidates, clip_boxes, clip_boxes_to_rect, clip_polygons, polygons_to_boxes
+
+    out_h, out_w = out_size
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if polygons is not None:
+        whole = warp_polygons(polygons, m)
+        before = polygons_to_boxes(whole)
+        p = polygons if visible_rect is None else clip_polygons(polygons, *visible_rect)
+        p = clip_polygons(warp_polygons(p, m), 0.0, 0.0, float(out_w), float(out_h))
+        after = polygons_to_boxes(p)
+        polys_out: tuple[NDArray[np.float32], ...] | None = p
+    else:
+        before = warp_boxes(b, m)
+        vis = b if visible_rect is None else clip_boxes_to_rect(b, *visible_rect)
+        after = clip_boxes(warp_boxes(vis, m), out_w, out_h)
+        polys_out = None
+    keep = box_candidates(before, after, min_size, min_area_ratio, max_aspect_ratio)
+    return after, polys_out, keep

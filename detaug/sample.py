@@ -1,0 +1,181 @@
+"""The data model: one image and its objects.
+
+A :class:`Sample` is immutable. Every op in detaug takes Samples and returns
+new ones; per-object fields (``boxes``, ``classes``, ``weights`` and the
+optional ``polygons``) always have the same length N and travel together
+through :meth:`Sample.select`.
+
+Coordinate frame: ``boxes`` and ``polygons`` are absolute pixel coordinates in
+*this* image, x to the right, y down, with the pixel grid's outer edges at
+0 and W (resp. 0 and H). A box covering the whole image is ``[0, 0, W, H]``.
+
+>>> import numpy as np
+>>> s = Sample.create(np.zeros((4, 6, 3), np.uint8),
+...                   boxes=[[0, 0, 2, 2], [1, 1, 5, 3]], classes=[0, 2])
+>>> s.num_objects, s.weights.tolist()
+(2, [1.0, 1.0])
+>>> s.select(np.array([False, True])).boxes.tolist()
+[[1.0, 1.0, 5.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["Sample", "Polygons"]
+
+#: Per-object polygons: one (K_i, 2) float32 array per object. An object made
+#: of several parts stores them in one array, the parts separated by a row of
+#: NaN (see :func:`detaug.boxes.split_rings`).
+Polygons = tuple[NDArray[np.float32], ...]
+
+
+def _as_polygons(polygons: Sequence[ArrayLike] | None, n: int) -> Polygons | None:
+    if polygons is None:
+        return None
+    out = tuple(np.ascontiguousarray(np.asarray(p, dtype=np.float32).reshape(-1, 2)) for p in polygons)
+    if len(out) != n:
+        raise ValueError(f"polygons: expected {n} polygons (one per box), got {len(out)}")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One image and its objects.
+
+    Attributes:
+        image: (H, W, 3) uint8, RGB, C-contiguous.
+        boxes: (N, 4) float32, absolute pixel xyxy in this image's frame.
+        classes: (N,) int64, contiguous class ids 0..nc-1.
+        weights: (N,) float32 in (0, 1], the per-object loss weight.
+        polygons: ``None`` or a tuple of N (K_i, 2) float32 arrays, absolute
+            pixel xy in this image's frame, aligned with ``boxes``.
+        meta: read-only mapping: ``path`` (source file), ``orig_size``
+            ((h, w) before resizing), ``id`` and whatever a loader adds.
+
+    Construct with :meth:`create`, which converts dtypes; the plain
+    constructor checks shapes and dtypes and converts nothing.
+    """
+
+    image: NDArray[np.uint8]
+    boxes: NDArray[np.float32]
+    classes: NDArray[np.int64]
+    weights: NDArray[np.float32]
+    polygons: Polygons | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"image: expected (H, W, 3) array, got shape {getattr(img, 'shape', None)}")
+        if img.dtype != np.uint8:
+            raise ValueError(f"image: expected uint8, got {img.dtype}")
+        if not img.flags.c_contiguous:
+            raise ValueError("image: must be C-contiguous")
+        b = self.boxes
+        if b.dtype != np.float32 or b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(f"boxes: expected (N, 4) float32, got {b.shape} {b.dtype}")
+        n = b.shape[0]
+        if self.classes.dtype != np.int64 or self.classes.shape != (n,):
+            raise ValueError(f"classes: expected ({n},) int64, got {self.classes.shape} {self.classes.dtype}")
+        if self.weights.dtype != np.float32 or self.weights.shape != (n,):
+            raise ValueError(f"weights: expected ({n},) float32, got {self.weights.shape} {self.weights.dtype}")
+        if self.polygons is not None and len(self.polygons) != n:
+            raise ValueError(f"polygons: expected {n} polygons, got {len(self.polygons)}")
+        if not isinstance(self.meta, MappingProxyType):
+            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    @classmethod
+    def create(
+        cls,
+        image: ArrayLike,
+        boxes: ArrayLike | None = None,
+        classes: ArrayLike | None = None,
+        weights: ArrayLike | None = None,
+        polygons: Sequence[ArrayLike] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Sample:
+        """Build a Sample, converting every field to its canonical dtype.
+
+        Missing ``boxes``/``classes`` mean no objects; missing ``weights`` mean 1.
+        """
+        image = np.ascontiguousarray(image)
+        b = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
+        n = b.shape[0]
+        c = np.zeros((n,), np.int64) if classes is None else np.asarray(classes, np.int64).reshape(-1)
+        w = np.ones((n,), np.float32) if weights is None else np.asarray(weights, np.float32).reshape(-1)
+        return cls(
+            image=image,
+            boxes=np.ascontiguousarray(b),
+            classes=np.ascontiguousarray(c),
+            weights=np.ascontiguousarray(w),
+            polygons=_as_polygons(polygons, n),
+            meta=dict(meta or {}),
+        )
+
+    @property
+    def num_objects(self) -> int:
+        """N, the number of objects."""
+        return int(self.boxes.shape[0])
+
+    @property
+    def height(self) -> int:
+        """H, image height in pixels."""
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        """W, image width in pixels."""
+        return int(self.image.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the image."""
+        return self.height, self.width
+
+    def select(self, keep: ArrayLike) -> Sample:
+        """Index every per-object field together.
+
+        Args:
+            keep: (N,) bool mask or an int index array (order is kept, repeats allowed).
+
+        Returns:
+            A new Sample sharing ``image`` and ``meta``.
+        """
+        k = np.asarray(keep)
+        if k.dtype == bool:
+            if k.shape != (self.num_objects,):
+                raise ValueError(f"keep: bool mask must have shape ({self.num_objects},), got {k.shape}")
+            idx = np.flatnonzero(k)
+        else:
+            idx = k.astype(np.int64).reshape(-1)
+        polys = None if self.polygons is None else tuple(self.polygons[i] for i in idx)
+        return dataclasses.replace(
+            self,
+            boxes=self.boxes[idx],
+            classes=self.classes[idx],
+            weights=self.weights[idx],
+            polygons=polys,
+        )
+
+    def replace(self, **changes: Any) -> Sample:
+        """A copy with some fields replaced (fields are checked again)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_meta(self, **items: Any) -> Sample:
+        """A copy whose meta has ``items`` added."""
+        return dataclasses.replace(self, meta={**self.meta, **items})
+
+    def __repr__(self) -> str:
+        poly = "" if self.polygons is None else ", polygons"
+        return (
+            f"Sample(image={self.height}x{self.width}, objects={self.num_objects}{poly}, "
+            f"path={self.meta.get('path')!r})"
+        )
