@@ -25,7 +25,15 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detaug.boxes import flatten_polygons, unflatten_polygons
+from detaug.boxes import (
+    box_candidates,
+    clip_boxes,
+    clip_boxes_to_rect,
+    clip_polygons,
+    flatten_polygons,
+    polygons_to_boxes,
+    unflatten_polygons,
+)
 
 __all__ = [
     "identity",
@@ -287,8 +295,6 @@ def warp_objects(
         (boxes (N, 4) float32 clipped to the output, polygons or None, keep (N,) bool).
         Nothing is removed here: apply ``keep`` with ``Sample.select``.
     """
-    from detaug.boxes import box_candidates, clip_boxes, clip_boxes_to_rect, clip_polygons, polygons_to_boxes
-
     out_h, out_w = out_size
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     if polygons is not None:

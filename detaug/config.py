@@ -1,0 +1,194 @@
+"""AugmentConfig: the augmentation hyperparameters of a MixDataset.
+
+Field names follow Ultralytics' hyperparameter keys where one exists
+(``mosaic, mixup, cutmix, degrees, translate, scale, shear, perspective,
+flipud, fliplr, hsv_h, hsv_s, hsv_v, close_mosaic``), so an Ultralytics
+``hyp.yaml`` means the same thing here; the rest are detaug's own.
+
+>>> cfg = AugmentConfig(mixup=0.2, degrees=5)
+>>> cfg.mosaic, cfg.mixup, cfg.mixup_alpha
+(1.0, 0.2, 1.5)
+>>> AugmentConfig(mixup=1.5)
+Traceback (most recent call last):
+...
+ValueError: mixup must be a probability in [0, 1], got 1.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["AugmentConfig"]
+
+_PROBABILITIES = ("mosaic", "mosaic9", "mixup", "cutmix", "flipud", "fliplr")
+# Keys of an Ultralytics hyp/default yaml whose name differs from ours.
+_ALIASES = {"imgsz": "img_size"}
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation hyperparameters (Ultralytics names where they exist).
+
+    Probabilities:
+        mosaic: probability of Mosaic (otherwise the random affine alone).
+        mosaic9: given a Mosaic, probability that it has 9 tiles instead of 4.
+        mixup: probability of detection MixUp with a second pre-transformed sample.
+        cutmix: probability of detection CutMix with a second pre-transformed sample.
+        flipud, fliplr: probabilities of vertical / horizontal flips.
+
+    Geometry (Ultralytics RandomPerspective semantics):
+        degrees: rotation drawn uniformly in (-degrees, degrees).
+        translate: translation drawn in (-translate, translate) x output size.
+        scale: scale drawn in (1 - scale, 1 + scale); 0 <= scale < 1.
+        shear: shear angle drawn in (-shear, shear) degrees per axis.
+        perspective: projective terms drawn in (-perspective, perspective).
+        mosaic_center: range of the Mosaic centre as a fraction of img_size.
+        border_value: grey level of pixels no source reaches.
+
+    Box filter after every geometric step:
+        min_size: minimum box width and height in pixels.
+        min_area_ratio: minimum area / area of the same box transformed but not clipped.
+        max_aspect_ratio: maximum of w/h and h/w.
+
+    Mixing:
+        mixup_alpha, mixup_beta: Beta(alpha, beta) of MixUp's lambda (1.5, 1.5 as in
+            "Bag of Freebies"; Ultralytics uses 32, 32).
+        cutmix_alpha: Beta(alpha, alpha) of CutMix's lambda.
+        min_visible: CutMix drops objects whose visible fraction is below this.
+        weight_by_visibility: CutMix multiplies an object's weight by its visible fraction.
+        cutmix_on_background: CutMix only where the rectangle covers no base box.
+
+    Colour:
+        hsv_h, hsv_s, hsv_v: HSV gains (Ultralytics semantics).
+
+    Schedule:
+        img_size: output side s (images are s x s).
+        close_mosaic: Mosaic, MixUp and CutMix are off for the last ``close_mosaic``
+            epochs when ``epochs`` is given.
+        epochs: total number of training epochs, or None (never close).
+    """
+
+    mosaic: float = 1.0
+    mosaic9: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.5
+    shear: float = 0.0
+    perspective: float = 0.0
+    flipud: float = 0.0
+    fliplr: float = 0.5
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    close_mosaic: int = 10
+    epochs: int | None = None
+    img_size: int = 640
+    mosaic_center: tuple[float, float] = (0.5, 1.5)
+    border_value: int = 114
+    mixup_alpha: float = 1.5
+    mixup_beta: float = 1.5
+    cutmix_alpha: float = 1.0
+    min_size: float = 2.0
+    min_area_ratio: float = 0.1
+    max_aspect_ratio: float = 100.0
+    min_visible: float = 0.3
+    weight_by_visibility: bool = True
+    cutmix_on_background: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in _PROBABILITIES:
+            _check(name, getattr(self, name), 0.0, 1.0, "a probability in [0, 1]")
+        _check("degrees", self.degrees, 0.0, 180.0, "in [0, 180]")
+        _check("translate", self.translate, 0.0, 0.5, "in [0, 0.5]")
+        _check("scale", self.scale, 0.0, 0.99, "in [0, 0.99] (the range is 1 - scale .. 1 + scale)")
+        _check("shear", self.shear, 0.0, 45.0, "in [0, 45] degrees")
+        _check("perspective", self.perspective, 0.0, 0.01, "in [0, 0.01]")
+        for name in ("hsv_h", "hsv_s", "hsv_v"):
+            _check(name, getattr(self, name), 0.0, 1.0, "in [0, 1]")
+        for name in ("mixup_alpha", "mixup_beta", "cutmix_alpha"):
+            v = getattr(self, name)
+            if not _is_number(v) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        _check("min_size", self.min_size, 0.0, math.inf, ">= 0")
+        _check("min_area_ratio", self.min_area_ratio, 0.0, 1.0, "in [0, 1]")
+        _check("max_aspect_ratio", self.max_aspect_ratio, 1.0, math.inf, ">= 1")
+        _check("min_visible", self.min_visible, 0.0, 1.0, "in [0, 1]")
+        _check("border_value", self.border_value, 0, 255, "in [0, 255]")
+        if not isinstance(self.img_size, int) or isinstance(self.img_size, bool) or self.img_size < 32:
+            raise ValueError(f"img_size must be an int >= 32, got {self.img_size!r}")
+        if not isinstance(self.close_mosaic, int) or self.close_mosaic < 0:
+            raise ValueError(f"close_mosaic must be an int >= 0, got {self.close_mosaic!r}")
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ValueError(f"epochs must be None or an int >= 1, got {self.epochs!r}")
+        c = tuple(self.mosaic_center)
+        if len(c) != 2 or not all(_is_number(v) for v in c) or not 0.0 <= c[0] <= c[1] <= 2.0:
+            raise ValueError(f"mosaic_center must be (lo, hi) with 0 <= lo <= hi <= 2, got {self.mosaic_center!r}")
+        object.__setattr__(self, "mosaic_center", (float(c[0]), float(c[1])))
+        for name in ("weight_by_visibility", "cutmix_on_background"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    def mixing_active(self, epoch: int) -> bool:
+        """False during the last ``close_mosaic`` epochs (when ``epochs`` is set)."""
+        return self.epochs is None or epoch < self.epochs - self.close_mosaic
+
+    def replace(self, **changes: Any) -> AugmentConfig:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], strict: bool = True) -> AugmentConfig:
+        """Build from a mapping such as an Ultralytics hyp file.
+
+        Args:
+            values: field names (or Ultralytics aliases such as ``imgsz``) to values.
+            strict: unknown keys raise ValueError naming them; with ``strict=False``
+                they are kept in ``extra`` (an Ultralytics ``default.yaml`` has many
+                keys that are not augmentation settings).
+        """
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in values.items():
+            name = _ALIASES.get(key, key)
+            if name in known:
+                kwargs[name] = tuple(value) if isinstance(value, list) else value
+            else:
+                extra[key] = value
+        if extra and strict:
+            raise ValueError(f"unknown augmentation keys: {sorted(extra)} (pass strict=False to ignore them)")
+        return cls(**kwargs, extra=extra)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, strict: bool = True) -> AugmentConfig:
+        """Load from a yaml mapping; errors name the file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read augmentation config: {e}") from e
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping of augmentation settings, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data, strict=strict)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from e
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(name: str, v: Any, lo: float, hi: float, what: str) -> None:
+    if not _is_number(v) or not (lo <= v <= hi):
+        raise ValueError(f"{name} must be {what}, got {v!r}")
