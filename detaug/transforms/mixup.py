@@ -1,0 +1,199 @@
+"""Detection MixUp: blend two images, keep the union of their objects.
+
+Following Zhang et al. 2019 ("Bag of Freebies for Training Object Detection
+Neural Networks"): ``lam ~ Beta(alpha, beta)``, pixels ``lam * a + (1 - lam) * b``,
+the objects of both images are kept and each object's loss weight is scaled by
+the share of its image in the blend (``lam * w_a`` and ``(1 - lam) * w_b``).
+
+The exact arithmetic (shared with the GPU :class:`detaug.mixer.BatchMixer`):
+
+- ``lam`` is clipped to ``[1e-3, 1 - 1e-3]`` so every weight stays in (0, 1];
+- pixels: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, with ``lam``
+  and ``1 - lam`` both float32 (``1 - lam`` computed in float32);
+- objects: base objects first, then partner objects, each in their order.
+
+Ultralytics' MixUp is ``MixUp(alpha=32.0, beta=32.0)`` (``lam`` near 0.5).
+
+>>> import numpy as np
+>>> from detaug.sample import Sample
+>>> a = Sample.create(np.full((4, 4, 3), 200, np.uint8), [[0, 0, 2, 2]], [1])
+>>> b = Sample.create(np.full((4, 4, 3), 100, np.uint8), [[1, 1, 4, 4]], [2])
+>>> out = MixUp().apply(a, [b], MixUpParams(lam=0.75))
+>>> int(out.image[0, 0, 0]), out.classes.tolist(), out.weights.tolist()
+(175, [1, 2], [0.75, 0.25])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detaug.sample import Sample
+from detaug.transforms.base import MixTransform
+
+__all__ = [
+    "MixUpParams",
+    "MixUp",
+    "LAM_EPS",
+    "FILL_VALUE",
+    "clip_lam",
+    "mixup_pixels",
+    "pad_to_canvas",
+    "mixup_weights",
+]
+
+#: ``lam`` is clipped to ``[LAM_EPS, 1 - LAM_EPS]``.
+LAM_EPS = 1e-3
+#: Grey used for canvas padding (Ultralytics' letterbox colour).
+FILL_VALUE = 114
+
+
+@dataclass(frozen=True)
+class MixUpParams:
+    """Parameters of one MixUp.
+
+    Attributes:
+        lam: share of the base image, in ``[1e-3, 1 - 1e-3]``.
+    """
+
+    lam: float
+
+
+def clip_lam(lam: float) -> float:
+    """Clip a drawn ``lam`` to ``[LAM_EPS, 1 - LAM_EPS]``.
+
+    >>> clip_lam(0.0), clip_lam(0.5), clip_lam(1.0)
+    (0.001, 0.5, 0.999)
+    """
+    return float(min(max(float(lam), LAM_EPS), 1.0 - LAM_EPS))
+
+
+def _lam_pair(lam: float) -> tuple[np.float32, np.float32]:
+    lam32 = np.float32(lam)
+    return lam32, np.float32(1.0) - lam32
+
+
+def mixup_pixels(a: NDArray[np.uint8], b: NDArray[np.uint8], lam: float) -> NDArray[np.uint8]:
+    """Blend two same-shape uint8 images: ``floor(lam * a + (1 - lam) * b + 0.5)``.
+
+    Computed in float32 (``lam`` cast to float32 first and ``1 - lam`` taken
+    in float32). The result is always in 0..255.
+
+    Args:
+        a, b: (H, W, C) uint8, same shape.
+        lam: share of ``a``.
+
+    Returns:
+        (H, W, C) uint8, C-contiguous, a new array.
+
+    >>> a = np.array([[[255, 0, 3]]], np.uint8); b = np.array([[[0, 255, 4]]], np.uint8)
+    >>> mixup_pixels(a, b, 0.5).tolist()
+    [[[128, 128, 4]]]
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"mixup_pixels: shapes differ: {a.shape} vs {b.shape}")
+    lam32, rest32 = _lam_pair(lam)
+    out = np.multiply(a, lam32, dtype=np.float32)
+    out += np.multiply(b, rest32, dtype=np.float32)
+    out += np.float32(0.5)
+    np.floor(out, out=out)
+    np.minimum(out, np.float32(255.0), out=out)
+    return np.ascontiguousarray(out.astype(np.uint8))
+
+
+def mixup_weights(
+    w_a: NDArray[np.float32], w_b: NDArray[np.float32], lam: float
+) -> NDArray[np.float32]:
+    """``concat(lam * w_a, (1 - lam) * w_b)`` in float32 (same float32 ``lam`` as the pixels).
+
+    >>> mixup_weights(np.ones(1, np.float32), np.full(2, 0.5, np.float32), 0.75).tolist()
+    [0.75, 0.125, 0.125]
+    """
+    lam32, rest32 = _lam_pair(lam)
+    wa = np.asarray(w_a, np.float32) * lam32
+    wb = np.asarray(w_b, np.float32) * rest32
+    return np.ascontiguousarray(np.concatenate([wa, wb]).astype(np.float32))
+
+
+def pad_to_canvas(
+    image: NDArray[np.uint8], height: int, width: int, fill: int = FILL_VALUE
+) -> NDArray[np.uint8]:
+    """Place ``image`` top-left on a ``height x width`` canvas filled with ``fill``.
+
+    Pixels beyond the canvas are cropped. Returns ``image`` itself when the
+    size already matches (it is never written into), otherwise a new array.
+    Object coordinates are unchanged by this placement.
+
+    >>> pad_to_canvas(np.zeros((1, 2, 3), np.uint8), 2, 1)[:, :, 0].tolist()
+    [[0], [114]]
+    """
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    out = np.full((height, width, image.shape[2]), fill, dtype=np.uint8)
+    ch, cw = min(h, height), min(w, width)
+    out[:ch, :cw] = image[:ch, :cw]
+    return out
+
+
+def _concat_polygons(a: Sample, b: Sample) -> tuple[NDArray[np.float32], ...] | None:
+    if a.polygons is None or b.polygons is None:
+        return None
+    return tuple(a.polygons) + tuple(b.polygons)
+
+
+class MixUp(MixTransform[MixUpParams]):
+    """Detection MixUp with one partner.
+
+    Args:
+        alpha, beta: parameters of ``lam ~ Beta(alpha, beta)`` (both > 0).
+            The default Beta(1.5, 1.5) is Zhang et al.'s; Ultralytics uses
+            Beta(32, 32).
+
+    When the images differ in size, both are placed top-left on a canvas of
+    the larger height and the larger width filled with 114; objects keep
+    their coordinates. The output keeps the base sample's ``meta``.
+    """
+
+    num_partners = 1
+
+    def __init__(self, alpha: float = 1.5, beta: float = 1.5) -> None:
+        if not (alpha > 0):
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        if not (beta > 0):
+            raise ValueError(f"beta must be > 0, got {beta}")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def __repr__(self) -> str:
+        return f"MixUp(alpha={self.alpha}, beta={self.beta})"
+
+    def sample_params(
+        self, rng: np.random.Generator, sample: Sample, partners: Sequence[Sample]
+    ) -> MixUpParams:
+        """Draw ``lam ~ Beta(alpha, beta)`` (one draw), clipped to ``[1e-3, 1 - 1e-3]``."""
+        return MixUpParams(lam=clip_lam(rng.beta(self.alpha, self.beta)))
+
+    def apply(self, sample: Sample, partners: Sequence[Sample], params: MixUpParams) -> Sample:
+        """Blend ``sample`` (share ``lam``) with ``partners[0]`` (share ``1 - lam``).
+
+        Returns a Sample of size (max H, max W) whose objects are the base's
+        then the partner's, weights ``lam * w_a`` and ``(1 - lam) * w_b``.
+        """
+        if len(partners) != 1:
+            raise ValueError(f"partners: MixUp needs exactly 1 partner, got {len(partners)}")
+        if not (0.0 <= params.lam <= 1.0):
+            raise ValueError(f"params.lam must be in [0, 1], got {params.lam}")
+        a, b = sample, partners[0]
+        h, w = max(a.height, b.height), max(a.width, b.width)
+        img = mixup_pixels(pad_to_canvas(a.image, h, w), pad_to_canvas(b.image, h, w), params.lam)
+        return a.replace(
+            image=img,
+            boxes=np.ascontiguousarray(np.concatenate([a.boxes, b.boxes]).astype(np.float32)),
+            classes=np.ascontiguousarray(np.concatenate([a.classes, b.classes]).astype(np.int64)),
+            weights=mixup_weights(a.weights, b.weights, params.lam),
+            polygons=_concat_polygons(a, b),
+        )
