@@ -173,6 +173,14 @@ class Sample:
         """A copy whose meta has ``items`` added."""
         return dataclasses.replace(self, meta={**self.meta, **items})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # meta is a read-only mappingproxy, which pickle cannot take: send a dict
+        # (DataLoader workers pickle every Sample they return).
+        return (
+            type(self),
+            (self.image, self.boxes, self.classes, self.weights, self.polygons, dict(self.meta)),
+        )
+
     def __repr__(self) -> str:
         poly = "" if self.polygons is None else ", polygons"
         return (

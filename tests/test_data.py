@@ -137,7 +137,8 @@ def test_ram_cache_gives_identical_samples(data, img_size):
         f.unlink()
     for i in range(4):
         _same(expected[i], cached[i])
-    cached[0].image[:] = 0  # samples are copies
+    with pytest.raises(ValueError, match="read-only"):
+        cached[0].image[:] = 0  # samples are read-only views of the one shared buffer
     _same(expected[0], cached[0])
 
 

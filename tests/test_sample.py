@@ -59,3 +59,15 @@ def test_frozen_and_meta_read_only():
     with pytest.raises(TypeError):
         s.meta["path"] = "y"  # type: ignore[index]
     assert s.with_meta(epoch=3).meta["epoch"] == 3 and "epoch" not in s.meta
+
+
+def test_pickles_round_trip():
+    import pickle
+
+    s = _sample()
+    t = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(t.image, s.image)
+    np.testing.assert_array_equal(t.boxes, s.boxes)
+    assert t.meta["path"] == "x.jpg" and len(t.polygons) == 3
+    with pytest.raises(TypeError):
+        t.meta["path"] = "y"  # type: ignore[index]

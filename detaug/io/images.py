@@ -469,12 +469,18 @@ class ImageCache:
         return len(self.offsets)
 
     def get(self, index: int) -> NDArray[np.uint8] | None:
-        """A (h, w, 3) uint8 copy of image ``index``, or ``None`` if it is not cached."""
+        """Image ``index`` as a read-only (h, w, 3) uint8 view of the buffer, or ``None`` if not cached.
+
+        No copy is made: detaug's ops never write into their inputs, and the
+        view is marked read-only so no one else can either.
+        """
         if not self.valid[index]:
             return None
         h, w = (int(v) for v in self.shapes[index])
         start = int(self.offsets[index])
-        return self.buffer[start : start + h * w * 3].reshape(h, w, 3).copy()
+        view = self.buffer[start : start + h * w * 3].reshape(h, w, 3)
+        view.flags.writeable = False
+        return view
 
     @classmethod
     def build(

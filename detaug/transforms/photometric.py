@@ -87,9 +87,9 @@ def apply_hsv(image: NDArray[np.uint8], gains: ArrayLike) -> NDArray[np.uint8]:
         return np.ascontiguousarray(image).copy()
     luts = hsv_luts(r)
     hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-    h, s, v = cv2.split(hsv)
-    merged = cv2.merge((cv2.LUT(h, luts[0]), cv2.LUT(s, luts[1]), cv2.LUT(v, luts[2])))
-    return np.ascontiguousarray(cv2.cvtColor(merged, cv2.COLOR_HSV2RGB))
+    # One 3-channel table: cv2.LUT maps channel c through luts[c] in a single pass.
+    cv2.LUT(hsv, np.ascontiguousarray(luts.T).reshape(256, 1, 3), dst=hsv)
+    return np.ascontiguousarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
 
 
 class RandomHSV(Transform[HSVParams]):

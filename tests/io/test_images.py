@@ -208,7 +208,9 @@ def test_image_cache_one_buffer_and_fallbacks():
     assert cache.nbytes == sum(h * w * 3 for h, w in shapes)
     assert np.array_equal(cache.get(0), imgs[0]) and np.array_equal(cache.get(1), imgs[1])
     got = cache.get(0)
-    got[:] = 0  # a copy: the cache is untouched
+    assert np.shares_memory(got, cache.buffer) and got.flags.c_contiguous  # a view, no copy per sample
+    with pytest.raises(ValueError, match="read-only"):
+        got[:] = 0  # nobody can write into the cache through it
     assert np.array_equal(cache.get(0), imgs[0])
     assert cache.get(2) is None and errors == [2]
     assert cache.get(3) is None
