@@ -1,0 +1,304 @@
+"""BatchMixer: parity with the per-sample MixUp/CutMix, pixel oracles, properties, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detaug.batch import Batch, collate
+from detaug.mixer import (
+    CUTMIX,
+    MIXUP,
+    NONE,
+    BatchMixer,
+    BatchMixParams,
+    reference_mix,
+    sample_beta,
+)
+from detaug.sample import Sample
+from detaug.transforms.cutmix import CutMix, CutMixParams
+from detaug.transforms.mixup import MixUp, MixUpParams
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+FIELDS = ("images", "batch_idx", "classes", "boxes", "weights", "sizes")
+
+
+def make_sample(rng: np.random.Generator, h: int, w: int, n: int) -> Sample:
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x1 = rng.uniform(0, w - 2, n)
+    y1 = rng.uniform(0, h - 2, n)
+    x2 = np.minimum(x1 + rng.uniform(1, w / 1.5, n), w)
+    y2 = np.minimum(y1 + rng.uniform(1, h / 1.5, n), h)
+    return Sample.create(
+        img, np.stack([x1, y1, x2, y2], 1), rng.integers(0, 80, n), rng.uniform(0.05, 1.0, n), meta={"i": n}
+    )
+
+
+def make_batch(seed: int, b: int = 6, ragged: bool = False, max_objects: int = 6) -> Batch:
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(b):
+        h, w = (int(rng.integers(12, 40)), int(rng.integers(12, 40))) if ragged else (32, 40)
+        samples.append(make_sample(rng, h, w, int(rng.integers(0, max_objects + 1))))
+    return collate(samples)
+
+
+def snapshot(b: Batch) -> dict[str, torch.Tensor]:
+    return {f: getattr(b, f).clone() for f in FIELDS}
+
+
+def assert_same_mix(out: Batch, ref: Batch) -> None:
+    """The parity tolerances: pixels within 1 grey level, boxes 1e-4, weights 1e-6, the rest exact."""
+    assert out.images.shape == ref.images.shape
+    assert (out.images.int() - ref.images.int()).abs().max().item() <= 1
+    assert torch.equal(out.batch_idx, ref.batch_idx)
+    assert torch.equal(out.classes, ref.classes)
+    assert torch.equal(out.sizes, ref.sizes)
+    torch.testing.assert_close(out.boxes, ref.boxes, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.weights, ref.weights, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ragged", [False, True])
+def test_parity_with_per_sample_transforms(device, ragged):
+    mixer = BatchMixer(mixup=0.4, cutmix=0.5, min_visible=0.25)
+    modes = set()
+    for seed in range(12):
+        batch = make_batch(seed, b=6, ragged=ragged).to(device)
+        params = mixer.sample_params(batch)
+        modes.update(params.mode.tolist())
+        assert_same_mix(mixer.apply(batch, params).to("cpu"), mixer.reference_apply(batch, params).to("cpu"))
+    assert modes == {NONE, MIXUP, CUTMIX}
+
+
+def test_parity_against_direct_transform_calls_on_edge_cases():
+    """Rects on the border, covering a whole box, touching box edges; no visibility weighting."""
+    rng = np.random.default_rng(7)
+    a = Sample.create(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+                      [[0, 0, 10, 20], [12, 2, 18, 8], [20, 0, 30, 10], [5, 5, 25, 15]], [0, 1, 2, 3])
+    b = Sample.create(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8),
+                      [[0, 0, 30, 20], [10, 10, 12, 12], [2, 2, 4, 4]], [4, 5, 6], [0.5, 1.0, 0.7])
+    c = Sample.create(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    batch = collate([a, b, c, a])
+    params = BatchMixParams(
+        perm=torch.tensor([1, 0, 3, 2]),
+        mode=torch.tensor([CUTMIX, CUTMIX, MIXUP, CUTMIX]),
+        lam=torch.tensor([0.3, 0.6, 0.001, 0.5]),
+        rect=torch.tensor([[0, 0, 10, 20], [10, 0, 30, 20], [0, 0, 0, 0], [12, 2, 18, 8]]),
+    )
+    mixer = BatchMixer(min_visible=0.0, weight_by_visibility=False)
+    out = mixer.apply(batch, params)
+    cut = CutMix(min_visible=0.0, weight_by_visibility=False)
+    expected = [
+        cut.apply(a, [b], CutMixParams(0.3, (0, 0, 10, 20))),
+        cut.apply(b, [a], CutMixParams(0.6, (10, 0, 30, 20))),
+        MixUp().apply(c, [a], MixUpParams(0.001)),
+        cut.apply(a, [c], CutMixParams(0.5, (12, 2, 18, 8))),
+    ]
+    assert_same_mix(out, collate(expected))
+    # Hand check of row 0: box [0,0,10,20] fully covered -> dropped; the rest of a untouched,
+    # then b's objects clipped to the rect (the tiny [10,10,12,12] lies outside it).
+    row0 = (out.batch_idx == 0).nonzero().squeeze(1)
+    assert out.classes[row0].tolist() == [1, 2, 3, 4, 6]
+    assert out.boxes[row0][2].tolist() == [10.0, 5.0, 25.0, 15.0]  # left end cut at rect.x2
+    assert out.boxes[row0][3].tolist() == [0.0, 0.0, 10.0, 20.0]
+
+
+def test_visibility_threshold_is_inclusive():
+    a = Sample.create(np.zeros((10, 20, 3), np.uint8), [[0, 0, 10, 10], [10, 0, 20, 10]], [0, 1])
+    b = Sample.create(np.zeros((10, 20, 3), np.uint8), [[4, 0, 8, 10], [0, 0, 2, 10]], [2, 3])
+    params = BatchMixParams(perm=torch.tensor([1, 0]), mode=torch.tensor([CUTMIX, NONE]),
+                            lam=torch.tensor([0.5, 1.0]), rect=torch.tensor([[5, 0, 15, 10], [0, 0, 0, 0]]))
+    out = BatchMixer(min_visible=0.5).apply(collate([a, b]), params)
+    row0 = out.batch_idx == 0
+    # a's boxes keep exactly half (kept, cut at the rect edge); b's [4,0,8,10] shows 3/4, [0,0,2,10] nothing.
+    assert out.classes[row0].tolist() == [0, 1, 2]
+    assert out.boxes[row0].tolist() == [[0, 0, 5, 10], [15, 0, 20, 10], [5, 0, 8, 10]]
+    assert out.weights[row0].tolist() == [0.5, 0.5, 0.75]
+
+
+def test_mixup_weights_and_order_by_hand():
+    a = Sample.create(np.full((8, 8, 3), 200, np.uint8), [[0, 0, 4, 4], [1, 1, 3, 3]], [1, 2], [1.0, 0.5])
+    b = Sample.create(np.full((8, 8, 3), 100, np.uint8), [[2, 2, 8, 8]], [3])
+    batch = collate([a, b])
+    params = BatchMixParams(
+        perm=torch.tensor([1, 0]), mode=torch.tensor([MIXUP, MIXUP]), lam=torch.tensor([0.75, 0.5]),
+        rect=torch.zeros(2, 4, dtype=torch.int64),
+    )
+    out = BatchMixer().apply(batch, params)
+    assert out.batch_idx.tolist() == [0, 0, 0, 1, 1, 1]
+    assert out.classes.tolist() == [1, 2, 3, 3, 1, 2]  # base objects first, then the partner's
+    assert out.weights.tolist() == pytest.approx([0.75, 0.375, 0.25, 0.5, 0.5, 0.25])
+    assert out.images[0].unique().tolist() == [175] and out.images[1].unique().tolist() == [150]
+
+
+# ----------------------------------------------------------------------------- pixel oracle
+@pytest.mark.parametrize("device", DEVICES)
+def test_cutmix_pastes_exactly_the_rectangle(device):
+    imgs = [np.full((24, 30, 3), v, np.uint8) for v in (10, 20, 30)]
+    batch = collate([Sample.create(i) for i in imgs]).to(device)
+    rects = torch.tensor([[3, 4, 17, 9], [0, 0, 30, 24], [29, 23, 30, 24]], device=device)
+    params = BatchMixParams(
+        perm=torch.tensor([2, 0, 1], device=device), mode=torch.full((3,), CUTMIX, device=device),
+        lam=torch.full((3,), 0.5, device=device), rect=rects,
+    )
+    out = BatchMixer().apply(batch, params).images.cpu()
+    for i, (x1, y1, x2, y2) in enumerate(rects.tolist()):
+        partner = imgs[[2, 0, 1][i]][0, 0, 0]
+        expect = torch.full((3, 24, 30), int(imgs[i][0, 0, 0]), dtype=torch.uint8)
+        expect[:, y1:y2, x1:x2] = int(partner)
+        assert torch.equal(out[i], expect), i
+
+
+# ----------------------------------------------------------------------------- properties
+@given(st.integers(0, 2**31 - 1), st.integers(1, 6), st.booleans(), st.sampled_from([(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]))
+@settings(max_examples=25, deadline=None)
+def test_output_properties(seed, b, ragged, probs):
+    batch = make_batch(seed, b=b, ragged=ragged, max_objects=4)
+    before = snapshot(batch)
+    mixer = BatchMixer(mixup=probs[0], cutmix=probs[1], seed=seed)
+    params = mixer.sample_params(batch)
+    out = mixer.apply(batch, params)
+    for f, t in before.items():  # nothing of the input modified
+        assert torch.equal(getattr(batch, f), t), f
+    assert out.images.data_ptr() != batch.images.data_ptr()
+    if out.num_objects:
+        bi = out.batch_idx
+        assert (bi >= 0).all() and (bi < b).all() and (bi[1:] >= bi[:-1]).all()
+        hw = out.sizes[bi].float()
+        x1, y1, x2, y2 = out.boxes.unbind(1)
+        assert (x1 >= 0).all() and (y1 >= 0).all() and (x2 <= hw[:, 1]).all() and (y2 <= hw[:, 0]).all()
+        assert (x2 > x1).all() and (y2 > y1).all()
+        assert (out.weights > 0).all() and (out.weights <= 1).all()
+    assert (out.sizes <= torch.tensor(batch.shape)).all()
+    # Objects never appear from nowhere: per image at most own + partner's.
+    cnt_in, cnt_out = batch.counts(), out.counts()
+    assert (cnt_out <= cnt_in + cnt_in[params.perm]).all()
+
+
+def test_no_mixing_is_the_identity():
+    batch = make_batch(3)
+    out = BatchMixer(mixup=0.0, cutmix=0.0)(batch)
+    for f in FIELDS:
+        assert torch.equal(getattr(out, f), getattr(batch, f)), f
+    assert out.images.data_ptr() != batch.images.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_float_output(dtype):
+    batch = make_batch(4)
+    params = BatchMixer(mixup=0.5, cutmix=0.5).sample_params(batch)
+    u8 = BatchMixer().apply(batch, params)
+    fl = BatchMixer(output_dtype=dtype).apply(batch, params)
+    assert fl.images.dtype == dtype
+    assert fl.images.min() >= 0 and fl.images.max() <= 1
+    tol = 0.5 / 255 + (1e-3 if dtype == torch.float16 else 1e-6)
+    assert (fl.images.float() - u8.images.float() / 255).abs().max().item() <= tol
+    assert torch.equal(fl.boxes, u8.boxes) and torch.equal(fl.weights, u8.weights)
+
+
+# ----------------------------------------------------------------------------- sampling
+def test_sample_params_modes_pairing_and_reproducibility():
+    batch = make_batch(5, b=16)
+    mixer = BatchMixer(mixup=0.3, cutmix=0.5, seed=11)
+    counts = np.zeros(3)
+    for _ in range(60):
+        p = mixer.sample_params(batch)
+        assert sorted(p.perm.tolist()) == list(range(16))
+        assert (p.perm != torch.arange(16)).all()  # nobody is their own partner
+        counts += np.bincount(p.mode.numpy(), minlength=3)
+        mix, cut = p.mode == MIXUP, p.mode == CUTMIX
+        assert ((p.lam[mix] >= 1e-3) & (p.lam[mix] <= 1 - 1e-3)).all()
+        assert (p.lam[p.mode == NONE] == 1).all() and (p.rect[~cut] == 0).all()
+        r = p.rect[cut]
+        assert ((r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1]) & (r[:, 0] >= 0) & (r[:, 2] <= 40) & (r[:, 3] <= 32)).all()
+    freq = counts / counts.sum()
+    assert abs(freq[MIXUP] - 0.3) < 0.05 and abs(freq[CUTMIX] - 0.5) < 0.06
+    a = BatchMixer(mixup=0.3, cutmix=0.5, seed=11).sample_params(batch)
+    b = BatchMixer(mixup=0.3, cutmix=0.5, seed=11).sample_params(batch)
+    c = BatchMixer(mixup=0.3, cutmix=0.5, generator=torch.Generator().manual_seed(12)).sample_params(batch)
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("perm", "mode", "lam", "rect"))
+    assert not all(torch.equal(getattr(a, f), getattr(c, f)) for f in ("perm", "mode", "lam", "rect"))
+
+
+def test_cutmix_rect_area_follows_lam():
+    batch = make_batch(6, b=64)
+    p = BatchMixer(cutmix=1.0, cutmix_alpha=2.0).sample_params(batch)
+    r, lam = p.rect.float(), p.lam
+    area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1]) / (32 * 40)
+    assert (area <= (1 - lam) + 0.1).all()  # clipped to the image, rounding of one pixel per edge
+
+
+def test_single_image_batch_is_left_alone():
+    batch = make_batch(8, b=1)
+    p = BatchMixer(mixup=1.0).sample_params(batch)
+    assert p.mode.tolist() == [NONE]
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(1.5, 1.5), (0.4, 2.0), (32.0, 32.0)])
+def test_sample_beta_moments(alpha, beta):
+    x = sample_beta(alpha, beta, 40000, torch.Generator().manual_seed(1), "cpu").double()
+    mean = alpha / (alpha + beta)
+    var = alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1))
+    assert abs(x.mean().item() - mean) < 0.01
+    assert abs(x.var().item() - var) < 0.1 * var + 1e-4
+    assert ((x >= 0) & (x <= 1)).all()
+
+
+def test_generator_on_another_device_is_rejected():
+    batch = make_batch(9).to("meta")
+    with pytest.raises(ValueError, match="generator"):
+        BatchMixer(mixup=0.5, generator=torch.Generator()).sample_params(batch)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"mixup": 0.7, "cutmix": 0.5}, "cutmix"),
+        ({"mixup": -0.1}, "mixup"),
+        ({"cutmix": 1.5}, "cutmix"),
+        ({"mixup_alpha": 0.0}, "mixup_alpha"),
+        ({"mixup_beta": -1.0}, "mixup_beta"),
+        ({"cutmix_alpha": float("nan")}, "cutmix_alpha"),
+        ({"min_visible": 1.5}, "min_visible"),
+        ({"output_dtype": torch.int32}, "output_dtype"),
+        ({"generator": 3}, "generator"),
+    ],
+)
+def test_constructor_validation(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        BatchMixer(**kwargs)
+
+
+def test_apply_checks_params():
+    batch = make_batch(10, b=3)
+    p = BatchMixer(mixup=1.0).sample_params(make_batch(10, b=4))
+    with pytest.raises(ValueError, match="params"):
+        BatchMixer().apply(batch, p)
+    with pytest.raises(ValueError, match="mode"):
+        BatchMixParams(perm=torch.arange(3), mode=torch.zeros(2, dtype=torch.int64), lam=torch.ones(3),
+                       rect=torch.zeros(3, 4, dtype=torch.int64))
+
+
+def test_reference_mix_is_the_per_sample_loop():
+    """reference_mix's own contract, checked against explicit per-sample calls."""
+    batch = make_batch(12, b=3)
+    p = BatchMixParams(perm=torch.tensor([2, 0, 1]), mode=torch.tensor([MIXUP, NONE, CUTMIX]),
+                       lam=torch.tensor([0.4, 1.0, 0.5]), rect=torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [5, 5, 20, 30]]))
+    ref = reference_mix(batch, p, min_visible=0.3)
+    rows = [
+        Sample.create(batch.images[i].permute(1, 2, 0).numpy(), batch.boxes[batch.batch_idx == i].numpy(),
+                      batch.classes[batch.batch_idx == i].numpy(), batch.weights[batch.batch_idx == i].numpy())
+        for i in range(3)
+    ]
+    expected = collate([
+        MixUp().apply(rows[0], [rows[2]], MixUpParams(0.4)),
+        rows[1],
+        CutMix(min_visible=0.3).apply(rows[2], [rows[1]], CutMixParams(0.5, (5, 5, 20, 30))),
+    ])
+    for f in FIELDS:
+        assert torch.equal(getattr(ref, f), getattr(expected, f)), f
