@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from detaug.config import AugmentConfig
 from detaug.sample import Sample
-from detaug.viz import class_colors
+from detaug.viz import class_colors, draw_sample, make_grid, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "visualize.py"
@@ -65,13 +66,34 @@ def _grid_shape(sizes: list[tuple[int, int]], cols: int | None = None, pad: int 
     return rows * ch + (rows + 1) * pad, cols * cw + (cols + 1) * pad, 3
 
 
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path))
+    assert img is not None, path
+    return img[:, :, ::-1]
+
+
+def _cell(grid: np.ndarray, k: int, sizes: list[tuple[int, int]], cols: int, title: bool, pad: int = 4) -> np.ndarray:
+    """The image of cell k of a make_grid output (below its title strip when ``title``)."""
+    ch, cw = max(h for h, _ in sizes), max(w for _, w in sizes)
+    h, w = sizes[k]
+    r, c = divmod(k, cols)
+    y = pad + r * (ch + pad) + (ch - h) // 2 + (TITLE_H if title else 0)
+    x = pad + c * (cw + pad) + (cw - w) // 2
+    return grid[y : y + h - (TITLE_H if title else 0), x : x + w]
+
+
 def test_parser_defaults_and_help(tool):
     args = tool.build_parser().parse_args([])
-    assert (args.num, args.start, args.img_size, args.split) == (16, 0, 640, "train")
+    assert (args.num, args.start, args.index, args.img_size, args.split) == (None, None, None, None, "train")
+    assert (args.augment, args.seed, args.epoch, args.before_after) == ("none", 0, 0, False)
     assert args.out == Path("out/visualize.png") and args.data is None and args.coco is None
     assert tool.DEFAULT_DATA == SHAPES / "shapes.yaml" and tool.DEFAULT_DATA.exists()
     text = tool.build_parser().format_help()
     assert "examples:" in text and "--coco" in text and "--image-root" in text
+    # An example for every mode.
+    for example in ("--augment mosaic", "--augment mixup", "--augment cutmix", "--augment full",
+                    "--augment path/to/hyp.yaml", "--before-after", "--index 3", "--seed 7 --epoch 2"):
+        assert example in text, example
 
 
 @pytest.mark.parametrize(
@@ -81,6 +103,14 @@ def test_parser_defaults_and_help(tool):
         (["--data", "x.yaml", "--coco", "a.json", "--image-root", "d"], "exclusive"),
         (["-n", "0"], "-n/--num must be >= 1"),
         (["--start", "-1"], "--start must be >= 0"),
+        (["--index", "-1"], "--index must be >= 0"),
+        (["--index", "2", "-n", "4"], "--index draws one sample"),
+        (["--index", "2", "--start", "1"], "--index draws one sample"),
+        (["--augment", "mixupp"], "'mixupp' is not one of none, mosaic, mixup, cutmix, full"),
+        (["--before-after"], "--before-after needs --augment"),
+        (["--seed", "-1"], "--seed must be >= 0"),
+        (["--epoch", "-3"], "--epoch must be >= 0"),
+        (["--img-size", "16"], "--img-size must be >= 32"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(tool, capsys, argv, message):
@@ -135,19 +165,22 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_on_the_shapes_set_from_another_cwd(tmp_path):
-    """The real thing, as a user runs it: default data resolved from the repo, any cwd."""
+def test_raw_mode_on_the_shapes_set_from_another_cwd(tool, tmp_path, capsys, monkeypatch):
+    """Default data resolved from the repo whatever the cwd; each cell is draw_sample(dataset[i])."""
     from detaug import YoloDataset
 
-    r = _run(["-n", "4", "--out", "tmp/x.png", "--img-size", "320"], tmp_path)
-    assert r.returncode == 0, r.stderr
+    monkeypatch.chdir(tmp_path)
+    assert tool.main(["-n", "4", "--out", "tmp/x.png", "--img-size", "160", "--cols", "4"]) == 0
     out = tmp_path / "tmp" / "x.png"
-    assert r.stdout.strip() == str(out.resolve())
-    png = cv2.imread(str(out))
-    ds = YoloDataset(SHAPES / "shapes.yaml", split="train", img_size=320, progress=False)
-    sizes = [(ds[i].image.shape[0] + TITLE_H, ds[i].image.shape[1]) for i in range(4)]
-    assert png.shape == _grid_shape(sizes)
-    assert max(max(s) for s in sizes) == 320 + TITLE_H
+    assert capsys.readouterr().out.strip() == str(out.resolve())
+    png = _read_rgb(out)
+    ds = YoloDataset(SHAPES / "shapes.yaml", split="train", img_size=160, progress=False)
+    samples = [ds[i] for i in range(4)]
+    sizes = [(s.image.shape[0] + TITLE_H, s.image.shape[1]) for s in samples]
+    assert png.shape == _grid_shape(sizes, cols=4)
+    assert max(max(s) for s in sizes) == 160 + TITLE_H
+    for k, s in enumerate(samples):
+        assert np.array_equal(_cell(png, k, sizes, cols=4, title=True), draw_sample(s, names=ds.names))
 
 
 def test_coco_mode_draws_the_coco_samples(tool, tmp_path, capsys):
@@ -182,3 +215,205 @@ def test_missing_yaml_is_reported_not_raised(tool, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope.yaml" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- augmented modes
+
+# The presets, written out independently of the tool's table.
+EXPECTED = {
+    "mosaic": AugmentConfig(mosaic=1.0),
+    "mixup": AugmentConfig(mosaic=1.0, mixup=1.0),
+    "cutmix": AugmentConfig(mosaic=1.0, cutmix=1.0),
+    "full": AugmentConfig(
+        mosaic=1.0, mosaic9=0.2, mixup=0.3, cutmix=0.3, degrees=10, shear=2, perspective=0.0005, flipud=0.1
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    """The bundled shapes set at the sizes these tests use."""
+    from detaug import YoloDataset
+
+    return {s: YoloDataset(SHAPES / "shapes.yaml", split="train", img_size=s, progress=False) for s in (128, 160)}
+
+
+def _mixed(shapes, size: int, config: AugmentConfig, seed: int = 0, epoch: int = 0):
+    from detaug import MixDataset
+
+    ds = MixDataset(shapes[size], config.replace(img_size=size), seed=seed)
+    ds.set_epoch(epoch)
+    return ds
+
+
+def test_mix_label_and_titles(tool):
+    meta = {"tiles": (3, 1, 4, 1), "mixed_with": (("mixup", (5, 9, 2, 6)), ("cutmix", (5,)))}
+    assert tool.mix_label(meta) == "mosaic+mixup+cutmix"
+    assert tool.mix_label({"tiles": tuple(range(9)), "mixed_with": ()}) == "mosaic9"
+    assert tool.mix_label({"tiles": (7,), "mixed_with": (("cutmix", (2,)),)}) == "affine+cutmix"
+    s = Sample.create(np.zeros((8, 8, 3), np.uint8), [[0, 0, 4, 4], [1, 1, 5, 5]], [0, 1], meta={"path": "/a/b.jpg"})
+    assert tool.tile_title(12, s.with_meta(**meta), True) == "#12 mosaic+mixup+cutmix (2 obj)"
+    assert tool.tile_title(12, s, False) == "#12 b.jpg (2 obj)"
+
+
+def test_augment_config_presets_and_img_size(tool, tmp_path):
+    assert tool.augment_config("none", 256) is None
+    for name, expected in EXPECTED.items():
+        assert tool.augment_config(name, None) == expected  # img_size 640
+        assert tool.augment_config(name, 256) == expected.replace(img_size=256)
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text("imgsz: 320\nmixup: 0.5\nlr0: 0.01\n")
+    assert tool.augment_config(str(hyp), None) == AugmentConfig(mixup=0.5, img_size=320)
+    assert tool.augment_config(str(hyp), 128) == AugmentConfig(mixup=0.5, img_size=128)
+
+
+@pytest.mark.parametrize("mode", sorted(EXPECTED))
+def test_each_mode_draws_the_mix_dataset_samples(tool, shapes, tmp_path, capsys, mode):
+    """Each cell is draw_sample(MixDataset(shapes, preset, seed)[i]) for i = start .. start + n - 1."""
+    out = tmp_path / f"{mode}.png"
+    argv = ["--augment", mode, "-n", "3", "--start", "5", "--img-size", "128", "--seed", "11", "--cols", "3"]
+    argv += ["--out", str(out)]
+    assert tool.main([*argv, "--no-titles"]) == 0
+    assert capsys.readouterr().out.strip() == str(out.resolve())
+    png = _read_rgb(out)
+    sizes = [(128, 128)] * 3
+    assert png.shape == _grid_shape(sizes, cols=3)
+    ds = _mixed(shapes, 128, EXPECTED[mode], seed=11)
+    samples = [ds[i] for i in (5, 6, 7)]
+    for k, s in enumerate(samples):
+        assert np.array_equal(_cell(png, k, sizes, cols=3, title=False), draw_sample(s, names=shapes[128].names))
+    kinds = [[kind for kind, _ in s.meta["mixed_with"]] for s in samples]
+    if mode in ("mixup", "cutmix"):  # probability 1: every sample is mixed, and some weights fell below 1
+        assert kinds == [[mode]] * 3
+        assert any((s.weights < 1).any() for s in samples)
+    if mode == "mosaic":
+        assert kinds == [[]] * 3 and all((s.weights == 1).all() for s in samples)
+    # Titled: the same cells below a title strip (with text: dark pixels in it).
+    assert tool.main(argv) == 0
+    titled = _read_rgb(out)
+    sizes = [(128 + TITLE_H, 128)] * 3
+    assert titled.shape == _grid_shape(sizes, cols=3)
+    for k, s in enumerate(samples):
+        assert np.array_equal(_cell(titled, k, sizes, cols=3, title=True), draw_sample(s, names=shapes[128].names))
+        strip = _cell(titled, k, sizes, cols=3, title=False)[:TITLE_H]
+        assert (strip < 100).any() and (strip == 255).mean() > 0.5
+
+
+def test_replay_of_one_training_sample(tool, shapes, tmp_path, capsys):
+    """--index 3 --seed 7 --epoch 2 is exactly item 3 of epoch 2 of a MixDataset with seed 7."""
+    out = tmp_path / "replay.png"
+    argv = ["--augment", "mixup", "--img-size", "160", "--index", "3", "--seed", "7", "--epoch", "2"]
+    assert tool.main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == str(out.resolve())
+    ref = _mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=2)[3]
+    assert ref.num_objects > 0 and (ref.weights < 1).all()
+    png = _read_rgb(out)
+    sizes = [(160 + TITLE_H, 160)]
+    assert png.shape == _grid_shape(sizes)
+    assert np.array_equal(_cell(png, 0, sizes, cols=1, title=True), draw_sample(ref, names=shapes[160].names))
+    # Another epoch (or seed) is another sample: the replay really depends on them.
+    other = _mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=3)[3]
+    assert not np.array_equal(other.image, ref.image)
+    # The printed meta: tiles, partners, objects and weights of this very sample.
+    text = "\n".join(printed[:-1])
+    files = [Path(f).name for f in shapes[160].files]
+    tiles = ref.meta["tiles"]
+    assert f"index 3  epoch 2  seed 7  size 160x160  {tool.mix_label(ref.meta)}" in text
+    assert "tiles: " + ", ".join(f"{t} ({files[t]})" for t in tiles) in text
+    ((kind, ptiles),) = ref.meta["mixed_with"]
+    assert f"mixed_with mixup: {', '.join(f'{t} ({files[t]})' for t in ptiles)}" in text
+    assert f"objects: {ref.num_objects} (" in text
+    w = ref.weights
+    assert f"weights: min {w.min():.3f}  mean {w.mean():.3f}  max {w.max():.3f}  {len(w)} below 1" in text
+
+
+def test_index_in_raw_mode_and_past_the_end(tool, shapes, tmp_path, capsys):
+    out = tmp_path / "one.png"
+    assert tool.main(["--index", "4", "--img-size", "128", "--no-titles", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    s = shapes[128][4]
+    assert f"path {s.meta['path']}" in printed and f"objects: {s.num_objects}" in printed
+    png = _read_rgb(out)
+    assert np.array_equal(png[4:-4, 4:-4], draw_sample(s, names=shapes[128].names))
+    assert tool.main(["--augment", "mosaic", "--index", str(len(shapes[128])), "--out", str(out)]) == 1
+    assert "--index 24 is past the end" in capsys.readouterr().err
+
+
+def test_before_after_pairs_raw_and_augmented(tool, shapes, tmp_path, capsys):
+    out = tmp_path / "ba.png"
+    argv = ["--augment", "cutmix", "--before-after", "-n", "2", "--start", "1", "--img-size", "128", "--seed", "3"]
+    assert tool.main([*argv, "--no-titles", "--out", str(out)]) == 0
+    ds = _mixed(shapes, 128, EXPECTED["cutmix"], seed=3)
+    names = shapes[128].names
+    pairs = [side_by_side(draw_sample(shapes[128][i], names=names), draw_sample(ds[i], names=names)) for i in (1, 2)]
+    assert np.array_equal(_read_rgb(out), make_grid(pairs))
+    # Titled: each half carries its own title strip.
+    assert tool.main([*argv, "--cols", "1", "--out", str(out)]) == 0
+    png = _read_rgb(out)
+    raw_sizes = [shapes[128][i].image.shape[:2] for i in (1, 2)]
+    pair_sizes = [_grid_shape([(h + TITLE_H, w), (128 + TITLE_H, 128)], cols=2)[:2] for h, w in raw_sizes]
+    assert png.shape == _grid_shape(pair_sizes, cols=1)
+
+
+def test_yaml_config_like_an_ultralytics_hyp_file(tool, shapes, tmp_path, capsys):
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text(  # keys of an Ultralytics default.yaml, most of them not ours
+        "task: detect\nmode: train\nepochs: 100\nbatch: 16\nimgsz: 160\nclose_mosaic: 10\naugment: False\n"
+        "lr0: 0.01\nmosaic: 1.0\nmixup: 0.0\ncutmix: 1.0\ndegrees: 5.0\ncopy_paste_mode: flip\n"
+    )
+    out = tmp_path / "hyp.png"
+    assert tool.main(["--augment", str(hyp), "-n", "2", "--no-titles", "--cols", "2", "--out", str(out)]) == 0
+    png = _read_rgb(out)
+    sizes = [(160, 160)] * 2  # imgsz from the file
+    assert png.shape == _grid_shape(sizes, cols=2)
+    ds = _mixed(shapes, 160, AugmentConfig.from_yaml(hyp, strict=False))
+    assert ds.config.cutmix == 1.0 and ds.config.degrees == 5.0
+    for k in range(2):
+        assert np.array_equal(_cell(png, k, sizes, cols=2, title=False), draw_sample(ds[k], names=shapes[160].names))
+    # --img-size wins over the file's imgsz.
+    assert tool.main(["--augment", str(hyp), "-n", "1", "--img-size", "128", "--no-titles", "--out", str(out)]) == 0
+    assert _read_rgb(out).shape == (128 + 8, 128 + 8, 3)
+    # Its schedule is honoured: epochs 100 with close_mosaic 10 means no Mosaic/CutMix from epoch 90.
+    capsys.readouterr()
+    assert tool.main(["--augment", str(hyp), "--index", "0", "--epoch", "89", "--out", str(out)]) == 0
+    assert "mosaic+cutmix" in capsys.readouterr().out
+    assert tool.main(["--augment", str(hyp), "--index", "0", "--epoch", "90", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "epoch 90  seed 0  size 160x160  affine\n" in text and "mixed_with: none" in text
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("mixup: 2.0\n", "mixup must be a probability"),
+        ("mixup: [1.0,\n", "cannot read augmentation config"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        (None, "cannot read augmentation config"),  # no such file
+    ],
+)
+def test_bad_yaml_config_is_reported_with_its_file_name(tool, tmp_path, capsys, content, message):
+    hyp = tmp_path / "bad_hyp.yaml"
+    if content is not None:
+        hyp.write_text(content)
+    out = tmp_path / "x.png"
+    assert tool.main(["--augment", str(hyp), "-n", "1", "--img-size", "128", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert str(hyp) in err and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_mixup_end_to_end_from_another_cwd(shapes, tmp_path):
+    """The real thing, as a user runs it: a script run, default data resolved from the repo, any cwd."""
+    r = _run(["--augment", "mixup", "-n", "4", "--img-size", "128", "--out", "tmp/x.png"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "tmp" / "x.png"
+    assert r.stdout.strip() == str(out.resolve())
+    png = _read_rgb(out)
+    sizes = [(128 + TITLE_H, 128)] * 4
+    assert png.shape == _grid_shape(sizes)
+    ds = _mixed(shapes, 128, EXPECTED["mixup"])  # seed 0, epoch 0: the defaults
+    for k in range(4):
+        s = ds[k]
+        assert s.meta["mixed_with"][0][0] == "mixup" and (s.weights < 1).all()
+        assert np.array_equal(_cell(png, k, sizes, cols=2, title=True), draw_sample(s, names=shapes[128].names))

@@ -2,46 +2,98 @@
 """Draw dataset samples with their boxes in a grid and write a PNG.
 
 Loads a YOLO data yaml (or images folder) or a COCO json through detaug's
-datasets, draws N consecutive samples with :func:`detaug.viz.draw_sample`,
-tiles them with :func:`detaug.viz.make_grid` and prints the PNG's path.
+datasets and draws N consecutive samples with :func:`detaug.viz.draw_sample`,
+raw or through :class:`detaug.MixDataset` (``--augment``), tiled with
+:func:`detaug.viz.make_grid`; prints the PNG's path (last line of stdout).
+
+``--index I`` replays exactly the sample a trainer saw at (``--seed``,
+``--epoch``, I): MixDataset draws everything for item I of epoch E from
+``SeedSequence([seed, E, I])``, so the same config, dataset, seed, epoch and
+index give the same pixels and boxes. Its meta (tiles, partners, objects,
+weights) is printed before the path.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT / "datasets" / "shapes" / "shapes.yaml"
 DEFAULT_OUT = Path("out") / "visualize.png"
+DEFAULT_IMG_SIZE = 640
+DEFAULT_NUM = 16
 
 if str(ROOT) not in sys.path:  # run from a checkout without installing detaug
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from detaug.viz import add_title, draw_sample, make_grid, save_png  # noqa: E402
+from detaug.config import AugmentConfig  # noqa: E402
+from detaug.sample import Sample  # noqa: E402
+from detaug.viz import MIN_ALPHA, add_title, draw_sample, make_grid, save_png, side_by_side  # noqa: E402
+
+#: ``--augment`` presets: AugmentConfig fields on top of the defaults (mosaic=1).
+PRESETS: dict[str, dict[str, Any]] = {
+    "mosaic": {},
+    "mixup": {"mixup": 1.0},
+    "cutmix": {"cutmix": 1.0},
+    "full": {
+        "mosaic": 1.0,
+        "mosaic9": 0.2,
+        "mixup": 0.3,
+        "cutmix": 0.3,
+        "degrees": 10.0,
+        "shear": 2.0,
+        "perspective": 0.0005,
+        "flipud": 0.1,
+    },
+}
+AUGMENT_CHOICES = ("none", *PRESETS)
 
 EPILOG = f"""\
 examples:
-  python tools/visualize.py
-      first 16 training images of the bundled shapes set
-      ({DEFAULT_DATA.relative_to(ROOT)}) -> {DEFAULT_OUT}
-  python tools/visualize.py --data path/to/coco128.yaml --split train -n 9 --start 40
-  python tools/visualize.py --data path/to/images/train2017 --out /tmp/grid.png
-  python tools/visualize.py --coco annotations/instances_train.json --image-root images/train
+  raw samples (as the dataset returns them, long side --img-size):
+    python tools/visualize.py
+        first {DEFAULT_NUM} training images of the bundled shapes set
+        ({DEFAULT_DATA.relative_to(ROOT)}) -> {DEFAULT_OUT}
+    python tools/visualize.py --data path/to/coco128.yaml --split train -n 9 --start 40
+    python tools/visualize.py --data path/to/images/train2017 --out /tmp/grid.png
+    python tools/visualize.py --coco annotations/instances_train.json --image-root images/train
 
-Each tile is one sample as the dataset returns it (resized so its long side is
---img-size), titled with its file name; boxes are drawn in one colour per class
-with a tag naming the class (and the per-object weight when it is below 1).
+  augmented (MixDataset; every tile is --img-size x --img-size):
+    python tools/visualize.py --augment mosaic -n 9        Mosaic + random affine (defaults)
+    python tools/visualize.py --augment mixup -n 4         ... + MixUp on every sample
+    python tools/visualize.py --augment cutmix -n 4        ... + CutMix on every sample
+    python tools/visualize.py --augment full -n 16 --seed 3 --epoch 5
+        mosaic9 0.2, mixup 0.3, cutmix 0.3, degrees 10, shear 2, perspective 5e-4, flipud 0.1
+    python tools/visualize.py --augment path/to/hyp.yaml --img-size 640
+        your config (AugmentConfig.from_yaml, unknown keys ignored: an Ultralytics
+        hyp.yaml or default.yaml works; its imgsz is used unless --img-size is given;
+        with its epochs and close_mosaic, --epoch in the last close_mosaic epochs shows
+        samples without Mosaic/MixUp/CutMix, as the trainer saw them)
+    python tools/visualize.py --augment full --before-after -n 4
+        each raw sample next to its augmented version
+
+  replay one training sample (what a trainer with this config saw):
+    python tools/visualize.py --augment full --seed 7 --epoch 2 --index 3
+        draws item 3 of epoch 2 for seed 7 and prints its meta: tiles (dataset
+        indices of the mosaic tiles), mixed_with (mixup/cutmix partners' tiles),
+        objects and their weights
+
+Tiles are titled with the index and what was mixed ("#12 mosaic+mixup"), raw
+tiles with the file name. Boxes are drawn in one colour per class with a tag
+naming the class; an object whose weight is below 1 (after MixUp/CutMix) shows
+its weight in the tag and is drawn fainter (opacity = weight, at least
+{MIN_ALPHA}).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line parser (kept separate so other modes can extend it)."""
+    """The command line parser."""
     p = argparse.ArgumentParser(
         prog="visualize.py",
         description=__doc__.split("\n\n")[0],
@@ -58,13 +110,40 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split", default="train", help="split of a data yaml (default: train)")
     src.add_argument("--coco", type=Path, default=None, metavar="JSON", help="COCO instances json")
     src.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="image folder for --coco")
+    aug = p.add_argument_group("augmentation (detaug.MixDataset)")
+    aug.add_argument(
+        "--augment",
+        default="none",
+        metavar="{none,mosaic,mixup,cutmix,full,PATH.yaml}",
+        help="none: raw samples (default); a preset; or an augmentation yaml (AugmentConfig.from_yaml, "
+        "unknown keys ignored)",
+    )
+    aug.add_argument("--seed", type=int, default=0, help="MixDataset seed (default: 0)")
+    aug.add_argument("--epoch", type=int, default=0, help="epoch passed to MixDataset.set_epoch (default: 0)")
+    aug.add_argument(
+        "--before-after",
+        action="store_true",
+        help="show each raw sample next to its augmented version (needs --augment)",
+    )
     sel = p.add_argument_group("what to draw")
-    sel.add_argument("-n", "--num", type=int, default=16, help="number of samples (default: 16)")
-    sel.add_argument("--start", type=int, default=0, help="index of the first sample (default: 0)")
-    sel.add_argument("--img-size", type=int, default=640, help="long side of loaded images (default: 640)")
+    sel.add_argument("-n", "--num", type=int, default=None, help=f"number of samples (default: {DEFAULT_NUM})")
+    sel.add_argument("--start", type=int, default=None, help="index of the first sample (default: 0)")
+    sel.add_argument(
+        "--index",
+        type=int,
+        default=None,
+        help="draw only this sample and print its meta (with --augment: a replay of (seed, epoch, index))",
+    )
+    sel.add_argument(
+        "--img-size",
+        type=int,
+        default=None,
+        help=f"long side of loaded images and side of augmented ones (default: {DEFAULT_IMG_SIZE}, "
+        "or the imgsz of an --augment yaml)",
+    )
     sel.add_argument("--cols", type=int, default=None, help="grid columns (default: ~sqrt(n))")
     sel.add_argument("--thickness", type=int, default=2, help="box line width in px (default: 2)")
-    sel.add_argument("--no-titles", action="store_true", help="do not title tiles with file names")
+    sel.add_argument("--no-titles", action="store_true", help="do not title the tiles")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output PNG (default: {DEFAULT_OUT})")
     return p
 
@@ -75,21 +154,56 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--data and --coco are exclusive")
     if (args.coco is None) != (args.image_root is None):
         parser.error("--coco and --image-root go together")
-    if args.num < 1:
+    if args.index is not None and (args.num is not None or args.start is not None):
+        parser.error("--index draws one sample: it does not go with -n/--num or --start")
+    if args.num is not None and args.num < 1:
         parser.error(f"-n/--num must be >= 1, got {args.num}")
-    if args.start < 0:
+    if args.start is not None and args.start < 0:
         parser.error(f"--start must be >= 0, got {args.start}")
-    if args.img_size < 32:
+    if args.index is not None and args.index < 0:
+        parser.error(f"--index must be >= 0, got {args.index}")
+    if args.img_size is not None and args.img_size < 32:
         parser.error(f"--img-size must be >= 32, got {args.img_size}")
     if args.thickness < 1:
         parser.error(f"--thickness must be >= 1, got {args.thickness}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.epoch < 0:
+        parser.error(f"--epoch must be >= 0, got {args.epoch}")
+    if args.augment not in AUGMENT_CHOICES and Path(args.augment).suffix.lower() not in (".yaml", ".yml"):
+        parser.error(
+            f"--augment: {args.augment!r} is not one of {', '.join(AUGMENT_CHOICES)} nor a .yaml file"
+        )
+    if args.before_after and args.augment == "none":
+        parser.error("--before-after needs --augment (mosaic, mixup, cutmix, full or a yaml)")
+
+
+def augment_config(spec: str, img_size: int | None) -> AugmentConfig | None:
+    """The AugmentConfig that ``--augment spec`` names (``None`` for ``none``).
+
+    ``img_size`` (``--img-size``) overrides the config's; when it is ``None``
+    a yaml's own ``img_size``/``imgsz`` is kept and presets use 640. Raises
+    ValueError naming the file for an unreadable or invalid yaml.
+    """
+    if spec == "none":
+        return None
+    if spec in PRESETS:
+        return AugmentConfig(**PRESETS[spec], img_size=img_size or DEFAULT_IMG_SIZE)
+    cfg = AugmentConfig.from_yaml(spec, strict=False)
+    if img_size is not None:
+        try:
+            cfg = cfg.replace(img_size=img_size)
+        except ValueError as e:
+            raise ValueError(f"{spec}: {e}") from e
+    return cfg
 
 
 def load_dataset(args: argparse.Namespace) -> Any:
     """The dataset the options name: a ``detaug.CocoDataset`` or ``detaug.YoloDataset``.
 
-    Any map-style source of :class:`detaug.Sample` with ``len()`` works for
-    the rest of the tool; ``.names`` (class names) is used when present.
+    ``args.img_size`` must be resolved (an int). Any map-style source of
+    :class:`detaug.Sample` with ``len()`` works for the rest of the tool;
+    ``.names`` (class names) and ``.files`` (paths) are used when present.
     """
     import detaug
 
@@ -106,6 +220,33 @@ def sample_indices(length: int, start: int, num: int) -> list[int]:
     return list(range(start, min(length, start + num)))
 
 
+def mix_label(meta: Mapping[str, Any]) -> str:
+    """What produced an augmented sample, from its MixDataset meta.
+
+    ``mosaic`` (4 tiles), ``mosaic9`` (9 tiles) or ``affine`` (no Mosaic),
+    then ``+mixup`` / ``+cutmix`` for each partner, in the order applied.
+
+    >>> mix_label({"tiles": (3, 1, 4, 1), "mixed_with": (("mixup", (5,)),)})
+    'mosaic+mixup'
+    >>> mix_label({"tiles": (3,), "mixed_with": ()})
+    'affine'
+    """
+    tiles = tuple(meta.get("tiles", ()))
+    base = {1: "affine", 4: "mosaic", 9: "mosaic9"}.get(len(tiles), f"{len(tiles)} tiles")
+    return "+".join([base, *(str(kind) for kind, _ in meta.get("mixed_with", ()))])
+
+
+def _file_name(sample: Sample) -> str:
+    path = sample.meta.get("path")
+    return Path(str(path)).name if path else "?"
+
+
+def tile_title(index: int, sample: Sample, augmented: bool) -> str:
+    """Title of one tile: ``#12 mosaic+mixup (23 obj)`` or ``#12 shape_012.jpg (3 obj)``."""
+    what = mix_label(sample.meta) if augmented else _file_name(sample)
+    return f"#{index} {what} ({sample.num_objects} obj)"
+
+
 def render_grid(
     dataset: Any,
     indices: Sequence[int],
@@ -113,18 +254,67 @@ def render_grid(
     cols: int | None = None,
     thickness: int = 2,
     titles: bool = True,
+    raw: Any = None,
+    augmented: bool = False,
 ) -> np.ndarray:
-    """Draw ``dataset[i]`` for each index and tile them: (H, W, 3) uint8 RGB."""
+    """Draw ``dataset[i]`` for each index and tile them: (H, W, 3) uint8 RGB.
+
+    Args:
+        dataset: map-style source of Samples (a MixDataset when ``augmented``).
+        raw: when given, each tile is ``raw[i]`` next to ``dataset[i]``
+            (before / after, :func:`detaug.viz.side_by_side`).
+        augmented: title tiles with the mix (``#3 mosaic+cutmix``) rather than the file name.
+    """
     tiles = []
     for i in indices:
         sample = dataset[i]
         tile = draw_sample(sample, names=names, thickness=thickness)
-        if titles:
-            path = sample.meta.get("path")
-            label = f"{i}: {Path(path).name if path else '?'}  ({sample.num_objects} obj)"
-            tile = add_title(tile, label)
+        if raw is not None:
+            before = raw[i]
+            drawn = draw_sample(before, names=names, thickness=thickness)
+            pair_titles = (tile_title(i, before, False), tile_title(i, sample, augmented)) if titles else None
+            tile = side_by_side(drawn, tile, titles=pair_titles)
+        elif titles:
+            tile = add_title(tile, tile_title(i, sample, augmented))
         tiles.append(tile)
     return make_grid(tiles, cols=cols)
+
+
+def describe(sample: Sample, names: Sequence[str] | None = None, files: Sequence[str] | None = None) -> str:
+    """A few lines on one sample: its meta, tiles and partners (by file when
+    ``files`` is given), object count per class and a weights summary."""
+    meta = sample.meta
+
+    def where(idx: Sequence[int]) -> str:
+        if files is None:
+            return str(tuple(int(i) for i in idx))
+        return ", ".join(f"{int(i)} ({Path(files[int(i)]).name})" for i in idx)
+
+    lines = []
+    if "tiles" in meta:
+        lines.append(
+            f"index {meta.get('index')}  epoch {meta.get('epoch')}  seed {meta.get('seed')}  "
+            f"size {sample.width}x{sample.height}  {mix_label(meta)}"
+        )
+        lines.append(f"tiles: {where(meta['tiles'])}")
+        for kind, ptiles in meta.get("mixed_with", ()):
+            lines.append(f"mixed_with {kind}: {where(ptiles)}")
+        if not meta.get("mixed_with"):
+            lines.append("mixed_with: none")
+    else:
+        lines.append(f"path {meta.get('path')}  size {sample.width}x{sample.height}")
+    n = sample.num_objects
+    counts = np.bincount(sample.classes, minlength=0) if n else np.zeros(0, np.int64)
+    per_class = ", ".join(
+        f"{names[c] if names is not None and c < len(names) else c} {k}" for c, k in enumerate(counts) if k
+    )
+    lines.append(f"objects: {n}" + (f" ({per_class})" if n else ""))
+    if n:
+        w = sample.weights.astype(np.float64)
+        low = w < 1.0
+        summary = f"weights: min {w.min():.3f}  mean {w.mean():.3f}  max {w.max():.3f}  {int(low.sum())} below 1"
+        lines.append(summary)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,10 +323,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     try:
+        config = augment_config(args.augment, args.img_size)
+        args.img_size = config.img_size if config is not None else (args.img_size or DEFAULT_IMG_SIZE)
         dataset = load_dataset(args)
-        indices = sample_indices(len(dataset), args.start, args.num)
         names = getattr(dataset, "names", None)
-        grid = render_grid(dataset, indices, names, args.cols, args.thickness, not args.no_titles)
+        files = getattr(dataset, "files", None)
+        shown: Any = dataset
+        if config is not None:
+            from detaug import MixDataset
+
+            shown = MixDataset(dataset, config, seed=args.seed)
+            shown.set_epoch(args.epoch)
+        if args.index is not None:
+            if args.index >= len(dataset):
+                raise IndexError(f"--index {args.index} is past the end of the dataset ({len(dataset)} samples)")
+            indices = [args.index]
+        else:
+            indices = sample_indices(len(dataset), args.start or 0, args.num or DEFAULT_NUM)
+        raw = dataset if args.before_after else None
+        if args.index is not None:  # fetch the replayed sample once, describe and draw it
+            sample = shown[args.index]
+            print(describe(sample, names, files))
+            shown = {args.index: sample}
+        grid = render_grid(
+            shown, indices, names, args.cols, args.thickness, not args.no_titles, raw, config is not None
+        )
     except (OSError, ValueError, IndexError) as e:  # detaug.DatasetError is a ValueError
         print(f"visualize.py: error: {e}", file=sys.stderr)
         return 1
