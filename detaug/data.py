@@ -154,8 +154,12 @@ class DetectionDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ loading
 
     def _read(self, index: int) -> tuple[NDArray[np.uint8], tuple[int, int]]:
-        img = read_image(str(self._files[index]), max_pixels=self.max_pixels)
-        return resize_long_side(img, self.img_size)[0], (img.shape[0], img.shape[1])
+        # Large JPEGs decode at 1/2, 1/4 or 1/8 scale when that still covers img_size.
+        img = read_image(str(self._files[index]), max_pixels=self.max_pixels, min_long_side=self.img_size)
+        h, w = img.shape[:2]
+        sh, sw = (int(v) for v in self._sizes[index])
+        orig = (sh, sw) if any(sh == h * f and sw == w * f for f in (1, 2, 4, 8)) else (h, w)
+        return resize_long_side(img, self.img_size)[0], orig
 
     def _build_cache(self, progress: bool, workers: int) -> None:
         shapes = np.array([resized_shape(int(h), int(w), self.img_size) for h, w in self._sizes],

@@ -214,3 +214,26 @@ def test_image_cache_one_buffer_and_fallbacks():
     assert np.array_equal(cache.get(0), imgs[0])
     assert cache.get(2) is None and errors == [2]
     assert cache.get(3) is None
+
+
+def test_reduced_jpeg_decoding_keeps_labels_exact(tmp_path):
+    """A 1280x960 JPEG read for img_size 320 decodes at 1/2 (or less) and matches the full path."""
+    import cv2
+
+    from detaug.io.images import jpeg_reduction, probe_header, read_image, resize_long_side
+
+    img = np.full((960, 1280, 3), 30, np.uint8)
+    img[200:520, 400:880] = (250, 40, 40)  # a red block, edges on multiples of 8
+    p = tmp_path / "big.jpg"
+    cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    head = probe_header(p.read_bytes())
+    assert jpeg_reduction(head, 320) == 4 and jpeg_reduction(head, 700) == 1
+    reduced = read_image(p, min_long_side=320)
+    assert reduced.shape == (240, 320, 3)
+    full, _ = resize_long_side(read_image(p), 320)
+    small, _ = resize_long_side(reduced, 320)
+    assert small.shape == full.shape == (240, 320, 3)
+    assert np.abs(small.astype(int) - full.astype(int)).mean() < 2.0
+    # The block lands where the scaled label says: x 100..220, y 50..130.
+    ys, xs = np.nonzero(small[..., 0] > 140)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (100, 50, 220, 130)
