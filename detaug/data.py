@@ -51,6 +51,10 @@ from detaug.transforms.mixup import MixUp
 from detaug.transforms.mosaic import Mosaic
 from detaug.transforms.photometric import RandomFlip, RandomHSV
 
+#: ``cache="auto"`` keeps a lazily filled shared cache when the resized
+#: images take less than this fraction of the available memory.
+AUTO_CACHE_FRACTION = 0.5
+
 __all__ = ["DetectionDataset", "YoloDataset", "CocoDataset", "MixDataset", "AugmentConfig"]
 
 
@@ -63,8 +67,8 @@ def _check_common(img_size: Any, cache: Any, max_pixels: Any, min_image_side: An
         cache = "ram"
     if cache is False:
         cache = None
-    if cache not in (None, "ram"):
-        raise ValueError(f"cache: expected None or 'ram', got {cache!r}")
+    if cache not in (None, "ram", "lazy", "auto"):
+        raise ValueError(f"cache: expected None, 'ram', 'lazy' or 'auto', got {cache!r}")
     if max_pixels is not None and (not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0):
         raise ValueError(f"max_pixels: expected a positive int or None, got {max_pixels!r}")
     if not isinstance(min_image_side, (int, np.integer)) or min_image_side < 1:
@@ -110,6 +114,11 @@ class DetectionDataset(torch.utils.data.Dataset):
             raise DatasetError(f"no usable images.\n{self.report.summary()}", self.report.errors)
         if cache == "ram":
             self._build_cache(progress, workers)
+        elif cache in ("lazy", "auto"):
+            shapes = self._resized_shapes()
+            nbytes = int((shapes[:, 0] * shapes[:, 1]).sum() * 3)
+            if cache == "lazy" or ImageCache.fits_in_memory(nbytes, fraction=AUTO_CACHE_FRACTION):
+                self._cache = ImageCache.allocate(shapes)
         if self.report.problems:
             warnings.warn(self.report.summary(), DatasetWarning, stacklevel=3)
 
@@ -149,7 +158,12 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.report.source!r}, images={len(self)}, nc={self.nc}, "
-                f"img_size={self.img_size}, cache={'ram' if self._cache is not None else None})")
+                f"img_size={self.img_size}, cache={self._cache_kind()})")
+
+    def _cache_kind(self) -> str | None:
+        if self._cache is None:
+            return None
+        return "lazy" if self._cache.lazy else "ram"
 
     # ------------------------------------------------------------------ loading
 
@@ -161,9 +175,12 @@ class DetectionDataset(torch.utils.data.Dataset):
         orig = (sh, sw) if any(sh == h * f and sw == w * f for f in (1, 2, 4, 8)) else (h, w)
         return resize_long_side(img, self.img_size)[0], orig
 
+    def _resized_shapes(self) -> NDArray[np.int64]:
+        return np.array([resized_shape(int(h), int(w), self.img_size) for h, w in self._sizes],
+                        dtype=np.int64).reshape(-1, 2)
+
     def _build_cache(self, progress: bool, workers: int) -> None:
-        shapes = np.array([resized_shape(int(h), int(w), self.img_size) for h, w in self._sizes],
-                          dtype=np.int64).reshape(-1, 2)
+        shapes = self._resized_shapes()
         if not ImageCache.fits_in_memory(int((shapes[:, 0] * shapes[:, 1]).sum() * 3)):
             return
         failed: list[tuple[int, Exception]] = []
@@ -187,6 +204,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         img = self._cache.get(index) if self._cache is not None else None
         if img is None:
             img, orig = self._read(index)
+            if self._cache is not None and self._cache.lazy:
+                self._cache.put(index, img)
         else:
             orig = (int(self._sizes[index, 0]), int(self._sizes[index, 1]))
         h, w = img.shape[:2]
@@ -244,8 +263,11 @@ class YoloDataset(DetectionDataset):
         split: the yaml entry to load (ignored for folders and lists).
         img_size: long side of served images (aspect kept), or ``None`` for no resize.
         strict: raise :class:`DatasetError` (naming file and line) at the first problem.
-        cache: ``None`` or ``"ram"``: decode and resize every image once, here,
-            into one shared uint8 buffer.
+        cache: ``"ram"``: decode and resize every image once, here, into one
+            uint8 buffer that forked workers share. ``"lazy"``: the same buffer
+            in shared memory, filled as images are first read (by any worker).
+            ``"auto"`` (default): ``"lazy"`` when the resized images fit in half
+            the available memory, else ``None`` (always read from disk).
         max_pixels: decompression-bomb limit (``None``: no limit).
         progress: tqdm bars for the scan and the cache.
         names: class names when ``source`` is not a yaml.
@@ -267,7 +289,7 @@ class YoloDataset(DetectionDataset):
         split: str = "train",
         img_size: int | None = 640,
         strict: bool = False,
-        cache: str | None = None,
+        cache: str | None = "auto",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         progress: bool = True,
         *,
@@ -311,7 +333,7 @@ class CocoDataset(DetectionDataset):
         image_root: str | os.PathLike[str],
         img_size: int | None = 640,
         strict: bool = False,
-        cache: str | None = None,
+        cache: str | None = "auto",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         progress: bool = True,
         *,

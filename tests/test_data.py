@@ -208,3 +208,32 @@ def test_forked_workers_share_the_ram_cache(data):
     assert {addr for _, _, addr, *_ in got} == {ds.cache.buffer.ctypes.data}  # the parent's buffer
     for i, _, _, total, boxes in got:
         assert total == int(ds[i].image.sum()) and boxes == ds[i].boxes.tolist()
+
+
+def test_lazy_cache_is_filled_by_forked_workers_and_shared(data):
+    """Images decoded in DataLoader workers land in ONE shared buffer the parent sees (no per-worker copies)."""
+    from torch.utils.data import DataLoader
+
+    yaml_path, _, _ = data
+    plain = YoloDataset(yaml_path, img_size=64, cache=None, progress=False)
+    lazy = YoloDataset(yaml_path, img_size=64, cache="lazy", progress=False)
+    assert lazy.cache is not None and lazy.cache.lazy and not lazy.cache.valid.any()
+    loader = DataLoader(lazy, batch_size=2, num_workers=2, collate_fn=list,
+                        multiprocessing_context="fork")
+    served = [s for batch in loader for s in batch]
+    assert lazy.cache.valid.all()  # filled by the workers, visible in the parent
+    for i, s in enumerate(served):
+        _same(plain[i], s)
+        _same(plain[i], lazy[i])  # now from RAM
+    assert np.shares_memory(lazy[0].image, lazy.cache.buffer)
+
+
+def test_auto_cache_falls_back_to_disk_when_memory_is_short(data, monkeypatch):
+    from detaug.io.images import ImageCache
+
+    yaml_path, _, _ = data
+    assert YoloDataset(yaml_path, progress=False).cache.lazy  # default "auto": fits, so lazy
+    monkeypatch.setattr(ImageCache, "fits_in_memory", staticmethod(lambda nbytes, fraction=0.8: False))
+    assert YoloDataset(yaml_path, progress=False).cache is None
+    with pytest.raises(ValueError, match="cache"):
+        YoloDataset(yaml_path, cache="disk", progress=False)

@@ -27,6 +27,7 @@ ImageHeader(format='png', height=30, width=50, orientation=1)
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import warnings
@@ -496,12 +497,44 @@ class ImageCache:
     """
 
     def __init__(self, buffer: NDArray[np.uint8], offsets: NDArray[np.int64],
-                 shapes: NDArray[np.int64], valid: NDArray[np.bool_]) -> None:
+                 shapes: NDArray[np.int64], valid: NDArray[np.bool_], lazy: bool = False) -> None:
         self.buffer = buffer
         self.offsets = offsets
         self.shapes = shapes
         self.valid = valid
-        self.buffer.setflags(write=False)
+        self.lazy = lazy
+        if not lazy:
+            self.buffer.setflags(write=False)
+
+    @classmethod
+    def allocate(cls, shapes: Sequence[tuple[int, int]] | NDArray[np.int64]) -> ImageCache:
+        """An empty cache filled on first use (:meth:`put`), shared by forked processes.
+
+        The buffer and the valid flags live in anonymous *shared* memory
+        (``mmap(-1, n)`` is MAP_SHARED), allocated before DataLoader workers
+        fork: an image one worker decodes is then served from RAM to every
+        worker, with one copy in memory, never one per worker. Pages are
+        committed only as images arrive. Two workers decoding the same image
+        at once write identical bytes; the flag is set after the pixels.
+        """
+        shp = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        sizes = shp[:, 0] * shp[:, 1] * 3
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        buf = np.frombuffer(mmap.mmap(-1, max(int(sizes.sum()), 1)), dtype=np.uint8)[: int(sizes.sum())]
+        valid = np.frombuffer(mmap.mmap(-1, max(len(shp), 1)), dtype=np.bool_)[: len(shp)]
+        return cls(buf, offsets, shp, valid, lazy=True)
+
+    def put(self, index: int, image: NDArray[np.uint8]) -> bool:
+        """Store image ``index`` in a lazy cache; False (nothing stored) if its shape is not the expected one."""
+        if not self.lazy:
+            raise ValueError("put: this cache was built whole and is read-only")
+        h, w = (int(v) for v in self.shapes[index])
+        if image.shape != (h, w, 3):
+            return False
+        start = int(self.offsets[index])
+        self.buffer[start : start + h * w * 3] = image.reshape(-1)
+        self.valid[index] = True
+        return True
 
     @property
     def nbytes(self) -> int:
@@ -522,7 +555,7 @@ class ImageCache:
         h, w = (int(v) for v in self.shapes[index])
         start = int(self.offsets[index])
         view = self.buffer[start : start + h * w * 3].reshape(h, w, 3)
-        view.flags.writeable = False
+        view.flags.writeable = False  # a view only: writers of a lazy cache use put()
         return view
 
     @classmethod
