@@ -43,8 +43,10 @@ class HSVParams:
     """Gains of one HSV jitter.
 
     Attributes:
-        gains: (hue, saturation, value) multipliers, each ``1 + U(-1, 1) * gain``.
-            ``(1.0, 1.0, 1.0)`` is the identity.
+        gains: (hue, saturation, value) gains, each ``1 + U(-1, 1) * range``.
+            Saturation and value multiply; the hue gain ``g`` shifts the hue by
+            ``(g - 1) * 180`` OpenCV units (half a turn per unit of gain), as
+            Ultralytics >= 8.3.79 does. ``(1.0, 1.0, 1.0)`` is the identity.
     """
 
     gains: tuple[float, float, float]
@@ -54,19 +56,23 @@ def hsv_luts(gains: ArrayLike) -> NDArray[np.uint8]:
     """The three 256-entry lookup tables of an HSV jitter, as Ultralytics builds them.
 
     With ``x = 0..255`` (float64) and ``gains = (r0, r1, r2)``:
-    hue ``(x * r0) % 180``, saturation ``clip(x * r1, 0, 255)``, value
-    ``clip(x * r2, 0, 255)``, each truncated to uint8. OpenCV's 8-bit hue is
-    in 0..179, so only the first 180 hue entries are ever used.
+    hue ``(x + (r0 - 1) * 180) % 180`` (an additive shift, which also moves
+    reds, unlike the old multiplicative ``x * r0``), saturation
+    ``clip(x * r1, 0, 255)``, value ``clip(x * r2, 0, 255)``, each truncated
+    to uint8. OpenCV's 8-bit hue is in 0..179, so only the first 180 hue
+    entries are ever used.
 
     Returns:
         (3, 256) uint8: rows hue, saturation, value.
 
     >>> hsv_luts((1.0, 2.0, 0.5))[:, 100].tolist()
     [100, 200, 50]
+    >>> hsv_luts((1.5, 1.0, 1.0))[0, [0, 100]].tolist()
+    [90, 10]
     """
     r = np.asarray(gains, dtype=np.float64).reshape(3)
     x = np.arange(256, dtype=np.float64)
-    hue = np.mod(x * r[0], 180.0)
+    hue = np.mod(x + (r[0] - 1.0) * 180.0, 180.0)
     sat = np.clip(x * r[1], 0, 255)
     val = np.clip(x * r[2], 0, 255)
     return np.stack([hue, sat, val]).astype(np.uint8)
@@ -99,8 +105,9 @@ class RandomHSV(Transform[HSVParams]):
         hsv_h, hsv_s, hsv_v: gain ranges (>= 0): each gain is
             ``1 + U(-1, 1) * range``. All zero is the identity.
 
-    Note: Ultralytics >= 8.3.79 shifts hue additively
-    (``(x + r0 * 180) % 180``); this is the classic multiplicative hue gain.
+    The hue gain is an additive shift as in current Ultralytics (8.3.79 and
+    later, including 8.4): ``hsv_h=0.015`` moves the hue by up to 2.7 OpenCV
+    units (5.4 degrees) either way.
     """
 
     def __init__(self, hsv_h: float = 0.015, hsv_s: float = 0.7, hsv_v: float = 0.4) -> None:

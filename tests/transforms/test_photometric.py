@@ -66,7 +66,7 @@ def test_hsv_luts_match_float64_reference():
         luts = hsv_luts(g)
         assert luts.shape == (3, 256) and luts.dtype == np.uint8
         for x in range(256):
-            assert luts[0, x] == int(np.floor((x * g[0]) % 180))
+            assert luts[0, x] == int(np.floor((x + (g[0] - 1) * 180) % 180))
             assert luts[1, x] == int(np.floor(min(x * g[1], 255)))
             assert luts[2, x] == int(np.floor(min(x * g[2], 255)))
 
@@ -79,7 +79,7 @@ def test_hsv_pixels_match_per_pixel_reference():
         g = rng.uniform(0.3, 1.7, 3)
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float64)
         ref = np.stack(
-            [np.floor(np.mod(hsv[..., 0] * g[0], 180)), np.floor(np.clip(hsv[..., 1] * g[1], 0, 255)), np.floor(np.clip(hsv[..., 2] * g[2], 0, 255))],
+            [np.floor(np.mod(hsv[..., 0] + (g[0] - 1) * 180, 180)), np.floor(np.clip(hsv[..., 1] * g[1], 0, 255)), np.floor(np.clip(hsv[..., 2] * g[2], 0, 255))],
             axis=-1,
         ).astype(np.uint8)
         expected = cv2.cvtColor(ref, cv2.COLOR_HSV2RGB)
@@ -101,11 +101,18 @@ def test_hsv_value_gain_on_grey_pixels_is_exact():
 
 
 def test_hsv_treats_images_as_rgb():
-    # RGB blue has hue 120 (OpenCV units); a hue gain of 0.5 makes it 60, green.
-    # Were the image read as BGR, it would be red (hue 0) and unchanged.
+    # RGB blue has hue 120 (OpenCV units); a hue gain of 1.5 shifts it by 90 to 30, yellow.
+    # Were the image read as BGR, it would be red (hue 0) and become 90, cyan.
     blue = np.zeros((1, 1, 3), np.uint8)
     blue[..., 2] = 255
-    assert apply_hsv(blue, (0.5, 1.0, 1.0)).ravel().tolist() == [0, 255, 0]
+    assert apply_hsv(blue, (1.5, 1.0, 1.0)).ravel().tolist() == [255, 255, 0]
+
+
+def test_hue_shift_is_additive_so_reds_move_too():
+    # Pure red has hue 0: a multiplicative gain could never move it; the additive shift does.
+    red = np.zeros((1, 1, 3), np.uint8)
+    red[..., 0] = 255
+    assert apply_hsv(red, (1.0 + 30 / 180, 1.0, 1.0)).ravel().tolist() != [255, 0, 0]
 
 
 def test_hsv_params_range_and_replay():
