@@ -412,7 +412,9 @@ class MixDataset(torch.utils.data.Dataset):
         self.dataset = dataset
         self.config = config
         self.seed = int(seed)
-        self.epoch = 0
+        # The epoch lives in shared memory: persistent DataLoader workers keep
+        # the dataset copy they started with, and set_epoch must reach them.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.extra = tuple(extra)
         c = config
         s = c.img_size
@@ -437,11 +439,21 @@ class MixDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def epoch(self) -> int:
+        """The current epoch (shared with DataLoader workers, persistent ones included)."""
+        return int(self._epoch.item())
+
     def set_epoch(self, epoch: int) -> None:
-        """Select epoch ``epoch``'s random stream (and the close_mosaic schedule)."""
-        if not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        """Select epoch ``epoch``'s random stream (and the close_mosaic schedule).
+
+        Call it before creating the epoch's DataLoader iterator; the value is
+        kept in shared memory, so workers that already exist (forked or
+        spawned, ``persistent_workers=True``) see it too.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def streams(self, index: int, epoch: int | None = None) -> list[np.random.Generator]:
         """The per-stage generators of item ``index``: [pre-transform, mixup, cutmix, colour/flip/extra]."""
@@ -470,8 +482,9 @@ class MixDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {n}")
         index = int(index) % n
         c = self.config
-        mixing = c.mixing_active(self.epoch)
-        r_pre, r_mixup, r_cutmix, r_post = self.streams(index)
+        epoch = self.epoch
+        mixing = c.mixing_active(epoch)
+        r_pre, r_mixup, r_cutmix, r_post = self.streams(index, epoch)
         sample, tiles = self._pre(index, r_pre, mixing)
         mixed_with: list[tuple[str, tuple[int, ...]]] = []
         if mixing and c.mixup > 0 and r_mixup.random() < c.mixup:
@@ -489,4 +502,6 @@ class MixDataset(torch.utils.data.Dataset):
         sample = self.hsv(sample, r_post)
         sample = self.fliplr(sample, r_post)
         sample = self.flipud(sample, r_post)
-        return sample.with_meta(index=index, epoch=self.epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with))
+        return sample.with_meta(
+            index=index, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with)
+        )

@@ -198,3 +198,17 @@ def test_no_mosaic_letterboxes_to_img_size_with_boxes_on_objects():
     np.testing.assert_allclose(s.boxes[0], [16, 24, 48, 40], atol=1e-4)
     ys, xs = np.nonzero(s.image[..., 0] > 127)
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (16, 24, 48, 40)
+
+
+def test_set_epoch_reaches_persistent_workers():
+    data = make_data()
+    ds = MixDataset(data, FULL, seed=2)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, persistent_workers=True, collate_fn=list)
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        got = _collect(loader)
+        assert {s.meta["epoch"] for s in got} == {epoch}
+        ref = MixDataset(data, FULL, seed=2)
+        ref.set_epoch(epoch)
+        for i, s in enumerate(got):
+            same(s, ref[i])

@@ -1,0 +1,319 @@
+"""tools/train_example.py: the detector's pieces against references, and a short real training.
+
+- :func:`assign` against a float64 loop reference on random boxes;
+- :func:`nms` against a loop greedy NMS (and the module's doctests);
+- the weighted loss: the classification target of every assigned cell, read
+  back from the gradient, is exactly its object's weight; the box term scales
+  by the weight; :func:`pad_targets` matches :func:`detaug.loss.padded_gt_weights`;
+- seeded init (no global RNG);
+- end to end: a short training on the bundled shapes set (MixDataset, 2
+  DataLoader workers, MixUp and CutMix on the batch) whose loss must fall and
+  whose model must prefer each image's own labels to another image's (the
+  loop itself raises if a batch comes from the wrong epoch), ``set_epoch``
+  reaching persistent workers, and the CLI writing its predictions PNG.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detaug.batch import collate
+from detaug.loss import padded_gt_weights
+from detaug.sample import Sample
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "train_example.py"
+SHAPES = ROOT / "datasets" / "shapes" / "shapes.yaml"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("train_example_tool", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses need the module registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return _load_tool()
+
+
+@pytest.fixture
+def two_threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)
+
+
+def _random_boxes(rng: np.random.Generator, n: int, side: float) -> np.ndarray:
+    wh = rng.uniform(1.0, side * 0.8, (n, 2))
+    xy = rng.uniform(0.0, 1.0, (n, 2)) * (side - wh)
+    return np.concatenate([xy, xy + wh], 1)
+
+
+# ----------------------------------------------------------------------------- assignment
+def _assign_reference(points, strides, boxes, mask, radius):
+    """Loop reference of the centre-sampling rule, float64."""
+    points = points.double().numpy()
+    strides = strides.double().numpy()
+    boxes = boxes.double().numpy()
+    mask = mask.numpy()
+    b, g = mask.shape
+    a = len(points)
+    fg = np.zeros((b, a), bool)
+    idx = np.zeros((b, a), np.int64)
+    for i in range(b):
+        cand = np.zeros((g, a), bool)
+        for j in range(g):
+            if not mask[i, j]:
+                continue
+            x1, y1, x2, y2 = boxes[i, j]
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            best, best_d = -1, math.inf
+            for k in range(a):
+                px, py = points[k]
+                r = radius * strides[k]
+                if x1 < px < x2 and y1 < py < y2 and abs(px - cx) < r and abs(py - cy) < r:
+                    cand[j, k] = True
+                d = (px - cx) ** 2 + (py - cy) ** 2
+                if d < best_d:
+                    best, best_d = k, d
+            cand[j, best] = True
+        area = (boxes[i, :, 2] - boxes[i, :, 0]) * (boxes[i, :, 3] - boxes[i, :, 1])
+        for k in range(a):
+            js = [j for j in range(g) if cand[j, k]]
+            if js:
+                fg[i, k] = True
+                idx[i, k] = min(js, key=lambda j: (area[j], j))
+    return fg, idx
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_assign_matches_loop_reference(tool, seed):
+    rng = np.random.default_rng(seed)
+    points, strides = tool.make_anchors(64, 96, "cpu")
+    b, g = 3, 6
+    boxes = np.stack([_random_boxes(rng, g, 64.0) for _ in range(b)]).astype(np.float32)
+    mask = rng.uniform(size=(b, g)) < 0.8
+    mask[0] = False  # an image with no objects
+    fg, idx = tool.assign(points, strides, torch.from_numpy(boxes), torch.from_numpy(mask), radius=1.5)
+    ref_fg, ref_idx = _assign_reference(points, strides, torch.from_numpy(boxes), torch.from_numpy(mask), 1.5)
+    np.testing.assert_array_equal(fg.numpy(), ref_fg)
+    np.testing.assert_array_equal(idx.numpy(), ref_idx)
+    assert not fg[0].any()
+    # every real box owns at least one cell unless a smaller box took it
+    for i in range(1, b):
+        assert set(idx[i][fg[i]].tolist()) <= set(np.flatnonzero(mask[i]).tolist())
+
+
+def test_assign_hand_example(tool):
+    points, strides = tool.make_anchors(64, 64, "cpu")
+    big = [0.0, 0.0, 64.0, 64.0]
+    small = [8.0, 8.0, 24.0, 24.0]
+    tiny = [45.0, 45.0, 47.0, 47.0]  # no cell centre inside it
+    boxes = torch.tensor([[big, small, tiny]])
+    fg, idx = tool.assign(points, strides, boxes, torch.ones(1, 3, dtype=torch.bool), radius=2.5)
+    at = {(float(p[0]), float(p[1]), float(s)): (bool(f), int(i))
+          for p, s, f, i in zip(points, strides, fg[0], idx[0], strict=True)}
+    assert at[(12.0, 12.0, 8.0)] == (True, 1)  # inside the small box: the smaller box wins
+    assert at[(20.0, 20.0, 8.0)] == (True, 1)
+    assert at[(44.0, 44.0, 8.0)] == (True, 2)  # nearest cell to the tiny box's centre
+    assert at[(28.0, 28.0, 8.0)] == (True, 0)  # big box, within 2.5 strides of its centre (32, 32)
+    assert at[(4.0, 4.0, 8.0)] == (False, 0)  # inside the big box but 28 px from its centre
+    assert at[(24.0, 24.0, 16.0)] == (True, 0)  # stride-16 cell: radius 40 px
+    assert int((fg[0] & (idx[0] == 2)).sum()) == 1  # the tiny box has exactly its nearest cell
+
+
+# ----------------------------------------------------------------------------- NMS
+def _greedy_nms(boxes, scores, classes, thr):
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    kept = []
+    for i in order:
+        ok = True
+        for j in kept:
+            if classes[i] != classes[j]:
+                continue
+            a, b = boxes[i].double(), boxes[j].double()
+            iw = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+            ih = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+            inter = iw * ih
+            union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+            if inter / union > thr:
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_is_exact_greedy(tool, seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    centres = rng.uniform(20, 80, (4, 2))[rng.integers(0, 4, n)]  # clusters, so boxes overlap a lot
+    wh = rng.uniform(10, 30, (n, 2))
+    jitter = rng.normal(0, 3, (n, 2))
+    boxes = torch.from_numpy(np.concatenate([centres + jitter - wh / 2, centres + jitter + wh / 2], 1)).float()
+    scores = torch.from_numpy(rng.permutation(n) / n).float()  # distinct scores
+    classes = torch.from_numpy(rng.integers(0, 2, n))
+    for thr in (0.3, 0.5, 0.7):
+        got = tool.nms(boxes, scores, classes, thr).tolist()
+        assert got == _greedy_nms(boxes, scores, classes, thr)
+    assert tool.nms(boxes[:0], scores[:0], classes[:0], 0.5).numel() == 0
+
+
+def test_module_doctests(tool):
+    res = doctest.testmod(tool, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted >= 2 and res.failed == 0
+
+
+# ----------------------------------------------------------------------------- weighted loss
+def _one_object_batch(weight: float):
+    img = np.zeros((64, 64, 3), np.uint8)
+    s = Sample.create(img, boxes=[[10.0, 14.0, 40.0, 38.0]], classes=[3], weights=[weight])
+    e = Sample.create(img, boxes=[[30.0, 30.0, 60.0, 62.0]], classes=[1], weights=[1.0])
+    return collate([s, e])
+
+
+@pytest.mark.parametrize("w", [1.0, 0.6, 0.25])
+def test_object_weight_is_the_cls_target_and_scales_the_box_term(tool, w):
+    batch = _one_object_batch(w)
+    points, strides = tool.make_anchors(64, 64, "cpu")
+    g = torch.Generator().manual_seed(0)
+    a = points.shape[0]
+    logits = torch.randn((2, a, 5), generator=g, requires_grad=True)
+    dist = torch.rand((2, a, 4), generator=g) * 20 + 1
+    targets = tool.pad_targets(batch)
+    out = tool.detection_loss(logits, dist, points, strides, targets)
+    # cls loss = sum of BCE / n_fg  ->  d/dlogit = (sigmoid - target) / n_fg: read the targets back.
+    (grad,) = torch.autograd.grad(out.total, logits)
+    fg, idx = tool.assign(points, strides, targets.boxes, targets.mask)
+    n = int(fg.sum())
+    assert n == out.num_fg > 2
+    target = torch.sigmoid(logits.detach()) - grad * n
+    expected = torch.zeros_like(target)
+    expected[0, fg[0], 3] = w
+    expected[1, fg[1], 1] = 1.0
+    torch.testing.assert_close(target, expected, atol=1e-5, rtol=0)
+
+    # box term: image 0's cells contribute w * (1 - GIoU), image 1's 1 * (1 - GIoU)
+    ref = tool.detection_loss(logits.detach(), dist, points, strides, tool.pad_targets(_one_object_batch(1.0)))
+    boxes = tool.decode(points, dist)
+    gi0 = tool.giou(boxes[0][fg[0]], targets.boxes[0, 0].expand(int(fg[0].sum()), 4))
+    gi1 = tool.giou(boxes[1][fg[1]], targets.boxes[1, 0].expand(int(fg[1].sum()), 4))
+    expect_box = (w * (1 - gi0).sum() + (1 - gi1).sum()) / n
+    torch.testing.assert_close(out.box, expect_box)
+    if w < 1:
+        assert out.box < ref.box
+
+
+def test_pad_targets_matches_padded_gt_weights(tool):
+    rng = np.random.default_rng(3)
+    samples = []
+    for k in (3, 0, 5, 1):
+        samples.append(Sample.create(np.zeros((32, 48, 3), np.uint8), boxes=_random_boxes(rng, k, 32.0),
+                                     classes=rng.integers(0, 5, k), weights=rng.uniform(0.1, 1.0, k)))
+    batch = collate(samples)
+    t = tool.pad_targets(batch)
+    assert t.boxes.shape == (4, 5, 4)
+    torch.testing.assert_close(t.weights, padded_gt_weights(batch.batch_idx, batch.weights, 4))
+    np.testing.assert_array_equal(t.mask.numpy(), (t.weights > 0).numpy())
+    for i, s in enumerate(samples):
+        k = s.num_objects
+        np.testing.assert_array_equal(t.boxes[i, :k].numpy(), s.boxes)
+        np.testing.assert_array_equal(t.classes[i, :k].numpy(), s.classes)
+        assert not t.mask[i, k:].any()
+
+
+def test_init_is_seeded_without_global_rng(tool):
+    def params(seed):
+        m = tool.init_weights(tool.TinyDetector(5, width=8), torch.Generator().manual_seed(seed))
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    a, b, c = params(1), params(1), params(2)
+    assert torch.equal(a, b)  # the global RNG advanced between the two builds: init does not use it
+    assert not torch.equal(a, c)
+    m = tool.TinyDetector(5, width=8)
+    logits, dist = m(torch.zeros(2, 3, 64, 96))
+    a_cells = 64 * 96 // 64 + 64 * 96 // 256
+    assert logits.shape == (2, a_cells, 5) and dist.shape == (2, a_cells, 4)
+    assert (dist > 0).all()
+    with pytest.raises(ValueError, match="multiples of 16"):
+        m(torch.zeros(1, 3, 40, 64))
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_set_epoch_reaches_persistent_workers(tool):
+    ds = tool.build_dataset(SHAPES, img_size=64, seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, persistent_workers=True,
+                                         collate_fn=collate)
+    seen, first = [], []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        batches = list(loader)
+        seen.append({m["epoch"] for b in batches for m in b.metas})
+        first.append(batches[0].images)
+    assert seen == [{0}, {1}, {2}]
+    assert not torch.equal(first[0], first[1])  # a new augmentation stream, not a replay
+
+
+def test_short_training_learns(tool, two_threads):
+    steps = 50
+    res = tool.train(data=SHAPES, steps=steps, batch_size=8, img_size=128, workers=2, mixup=0.3, cutmix=0.3,
+                     lr=3e-3, seed=0, device="cpu", width=16, progress=False)
+    h = np.asarray(res.history)
+    assert h.shape == (steps,) and np.isfinite(h).all()
+    first, last = h[:10].mean(), h[-10:].mean()
+    assert last < 0.8 * first, (first, last)
+    assert np.mean(res.box_history[-10:]) < 0.9 * np.mean(res.box_history[:10])
+    assert res.extra["epochs"] >= steps // 3  # 24 images / batch 8: set_epoch ran every 3 steps
+
+    # The model must have learned *these* labels for *these* images: on val images its loss with
+    # their own labels is well below its loss with the labels of another image.
+    from detaug import YoloDataset
+
+    ds = YoloDataset(SHAPES, split="val", img_size=128, progress=False)
+    batch = collate([ds[i] for i in range(len(ds))])
+    images = tool.pad_to_stride(batch.images.float() / 255.0)
+    points, strides = tool.make_anchors(images.shape[-2], images.shape[-1], "cpu")
+    with torch.no_grad():
+        logits, dist = res.model(images)
+        own = tool.detection_loss(logits, dist, points, strides, tool.pad_targets(batch))
+        b = batch.batch_size
+        shuffled = batch.replace(batch_idx=(batch.batch_idx + 1) % b)  # image i gets image i-1's labels
+        order = torch.argsort(shuffled.batch_idx, stable=True)
+        shuffled = shuffled.replace(batch_idx=shuffled.batch_idx[order], boxes=shuffled.boxes[order],
+                                    classes=shuffled.classes[order], weights=shuffled.weights[order])
+        other = tool.detection_loss(logits, dist, points, strides, tool.pad_targets(shuffled))
+    assert own.total < 0.8 * other.total, (float(own.total), float(other.total))
+
+
+def test_cli_writes_predictions_png(tool, tmp_path, capsys, two_threads):
+    out = tmp_path / "sub" / "pred.png"
+    rc = tool.main(["--steps", "4", "--batch-size", "4", "--img-size", "64", "--workers", "0",
+                    "--num-images", "3", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert rc == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.ndim == 3 and img.shape[0] > 64 and img.shape[1] > 2 * 64
+    text = capsys.readouterr().out
+    assert f"predictions: {out}" in text and "loss: mean of first 4 steps" in text
+
+
+@pytest.mark.parametrize("argv", [["--img-size", "100"], ["--steps", "0"], ["--batch-size", "1"],
+                                  ["--mixup", "0.7", "--cutmix", "0.5"], ["--workers", "-1"]])
+def test_cli_rejects_bad_options(tool, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        tool.main(argv)
+    assert e.value.code == 2
+    assert "must be" in capsys.readouterr().err
