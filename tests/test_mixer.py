@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detaug import mixer as mixer_module
 from detaug.batch import Batch, collate
 from detaug.mixer import (
     CUTMIX,
@@ -15,12 +16,15 @@ from detaug.mixer import (
     NONE,
     BatchMixer,
     BatchMixParams,
+    blend_rows,
+    mixup_weight,
+    paste_rows,
     reference_mix,
     sample_beta,
 )
 from detaug.sample import Sample
 from detaug.transforms.cutmix import CutMix, CutMixParams
-from detaug.transforms.mixup import MixUp, MixUpParams
+from detaug.transforms.mixup import MixUp, MixUpParams, mixup_pixels
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FIELDS = ("images", "batch_idx", "classes", "boxes", "weights", "sizes")
@@ -62,9 +66,17 @@ def assert_same_mix(out: Batch, ref: Batch) -> None:
 
 
 # ----------------------------------------------------------------------------- parity
+@pytest.fixture(params=["one step", "many steps"])
+def step_bytes(request, monkeypatch):
+    """The default image loop step, and a tiny one (8 lines a step, a partial last step)."""
+    if request.param == "many steps":
+        monkeypatch.setattr(mixer_module, "CPU_STEP_BYTES", 1)
+    return request.param
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ragged", [False, True])
-def test_parity_with_per_sample_transforms(device, ragged):
+def test_parity_with_per_sample_transforms(device, ragged, step_bytes):
     mixer = BatchMixer(mixup=0.4, cutmix=0.5, min_visible=0.25)
     modes = set()
     for seed in range(12):
@@ -154,6 +166,81 @@ def test_cutmix_pastes_exactly_the_rectangle(device):
         assert torch.equal(out[i], expect), i
 
 
+# ----------------------------------------------------------------------------- kernels
+def _edge_lams() -> np.ndarray:
+    """lams at the clip limits, on and next to every 1/512 rounding boundary of L, and random."""
+    k = np.arange(0, 513, 7)
+    near = np.concatenate([k / 512, k / 512 - 1e-6, k / 512 + 1e-6])
+    lams = np.concatenate([[1e-3, 1 - 1e-3, 0.5, 0.25, 1 / 3], near, np.random.default_rng(0).uniform(0, 1, 40)])
+    return np.clip(lams, 1e-3, 1 - 1e-3).astype(np.float32)
+
+
+def test_blend_rows_is_within_one_grey_level_for_every_pixel_pair():
+    """All 65536 (a, b) pairs x ~270 lams against the per-sample float32 MixUp and the exact value."""
+    a, b = (v.ravel() for v in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
+    src = torch.from_numpy(np.stack([a, b]).astype(np.uint8))
+    lams = _edge_lams()
+    dst = torch.empty((len(lams), src.shape[1]), dtype=torch.uint8)
+    zeros = torch.zeros(len(lams), dtype=torch.int64)
+    blend_rows(dst, src, zeros, zeros + 1, mixup_weight(torch.from_numpy(lams)))
+    got = dst.numpy().astype(np.int64)
+    ref = np.stack([mixup_pixels(src[0].numpy()[None, :, None], src[1].numpy()[None, :, None], float(lam)).ravel()
+                    for lam in lams]).astype(np.int64)
+    assert np.abs(got - ref).max() <= 1
+    exact = lams.astype(np.float64)[:, None] * a + (1 - lams.astype(np.float64))[:, None] * b
+    assert np.abs(got - exact).max() <= 0.5 + 255 / 512 + 1e-9  # rounding + lam quantised to 1/256
+    assert (got == ref).mean() > 0.8  # usually the very same grey level
+    # lam exactly k/256: the integer blend is exact, ties included.
+    lam_k = torch.tensor([0.5, 0.25, 0.75, 1 / 256], dtype=torch.float32)
+    dk = torch.empty((4, src.shape[1]), dtype=torch.uint8)
+    blend_rows(dk, src, zeros[:4], zeros[:4] + 1, mixup_weight(lam_k))
+    ref_k = np.stack([mixup_pixels(src[0].numpy()[None, :, None], src[1].numpy()[None, :, None], float(v)).ravel()
+                      for v in lam_k])
+    assert np.array_equal(dk.numpy(), ref_k)
+
+
+def test_mixup_weight_range():
+    w = mixup_weight(torch.tensor([0.0, 1e-3, 0.5, 0.999, 1.0]))
+    assert w.dtype == torch.int16 and w.shape == (5, 1)
+    assert w.ravel().tolist() == [0, 0, 128, 256, 256]
+
+
+@pytest.mark.parametrize("width", [40, 37])  # int64 words / plain bytes
+def test_paste_rows_matches_where(width):
+    rng = np.random.default_rng(width)
+    src = torch.from_numpy(rng.integers(0, 256, (5, 3 * width), dtype=np.uint8))
+    mask = torch.from_numpy((rng.random((3, 3 * width)) < 0.5).astype(np.uint8) * 255)
+    rows, partners = torch.tensor([4, 0, 2]), torch.tensor([1, 3, 2])
+    dst = torch.empty((3, 3 * width), dtype=torch.uint8)
+    before = src.clone()
+    paste_rows(dst, src, rows, partners, mask)
+    assert torch.equal(dst, torch.where(mask.bool(), src[partners], src[rows]))
+    assert torch.equal(src, before)
+
+
+@pytest.mark.parametrize("width", [40, 37])
+def test_cutmix_rects_on_edges_and_empty(width, step_bytes):
+    """Rectangles covering everything, one corner pixel, full-width lines, touching each edge,
+    and an empty one on a CUTMIX row; pixel oracle per image, with the mixed rows interleaved."""
+    h = 21
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (h, width, 3), dtype=np.uint8) for _ in range(8)]
+    batch = collate([Sample.create(i) for i in imgs])
+    rects = [[0, 0, width, h], [width - 1, h - 1, width, h], [0, 5, width, 6], [0, 0, 1, h],
+             [3, 0, 9, 4], [width - 5, 2, width, h], [0, 0, 0, 0], [0, 0, 0, 0]]
+    perm = [3, 0, 1, 2, 7, 4, 5, 6]
+    mode = [CUTMIX] * 7 + [MIXUP]
+    params = BatchMixParams(perm=torch.tensor(perm), mode=torch.tensor(mode),
+                            lam=torch.tensor([0.5] * 7 + [0.3]), rect=torch.tensor(rects))
+    out = BatchMixer().apply(batch, params).images
+    for i, (x1, y1, x2, y2) in enumerate(rects[:7]):
+        expect = imgs[i].copy()
+        expect[y1:y2, x1:x2] = imgs[perm[i]][y1:y2, x1:x2]
+        assert torch.equal(out[i], torch.from_numpy(expect).permute(2, 0, 1)), i
+    mixed = mixup_pixels(imgs[7], imgs[perm[7]], 0.3)
+    assert np.abs(out[7].permute(1, 2, 0).numpy().astype(int) - mixed).max() <= 1
+
+
 # ----------------------------------------------------------------------------- properties
 @given(st.integers(0, 2**31 - 1), st.integers(1, 6), st.booleans(), st.sampled_from([(0.5, 0.5), (1.0, 0.0), (0.0, 1.0)]))
 @settings(max_examples=25, deadline=None)
@@ -196,7 +283,9 @@ def test_float_output(dtype):
     fl = BatchMixer(output_dtype=dtype).apply(batch, params)
     assert fl.images.dtype == dtype
     assert fl.images.min() >= 0 and fl.images.max() <= 1
-    tol = 0.5 / 255 + (1e-3 if dtype == torch.float16 else 1e-6)
+    # The float MixUp rows are exact (unrounded); the uint8 ones within 1 grey level of them
+    # (blend_rows: |L / 256 - lam| * 255 + 0.5 < 1). Every other row is equal up to the dtype.
+    tol = 1.0 / 255 + (1e-3 if dtype == torch.float16 else 1e-6)
     assert (fl.images.float() - u8.images.float() / 255).abs().max().item() <= tol
     assert torch.equal(fl.boxes, u8.boxes) and torch.equal(fl.weights, u8.weights)
 
