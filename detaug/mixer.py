@@ -550,16 +550,18 @@ def _mix_images(
 ) -> torch.Tensor:
     """The mixed image tensor (a new one; ``images`` is only read).
 
-    Memory traffic is the cost here, so the batch is written once (a copy of
-    the input) and then only the mixed rows are rewritten, a few lines of every
-    row at a time: each step gathers those lines of the MixUp rows and their
+    Memory traffic is the cost here, so every output byte is written once. On
+    the CPU the whole batch goes through cache-sized blocks of lines: each step
+    copies those lines of the unmixed rows, gathers those lines of the MixUp
+    rows and their
     partners (:func:`blend_rows`) and of the CutMix rows and their partners
     (:func:`paste_rows`, with the rectangle as a byte mask built by broadcasting
     a per-row line mask against a per-row column mask), and writes the results
     back with one ``index_copy_``. The loop runs over blocks of lines (memory),
     never over images: all rows are handled by each op. Step size
-    :data:`CPU_STEP_BYTES` on the CPU, so the temporaries stay in cache; one
-    step on other devices. ``step_bytes`` overrides it (tests).
+    :data:`CPU_STEP_BYTES` on the CPU, so the temporaries stay in cache. On
+    other devices the input is copied whole and the mixed rows are rewritten
+    in one step. ``step_bytes`` forces the blocked path (tests).
 
     uint8 output: MixUp rows are within 1 grey level of
     :func:`detaug.transforms.mixup.mixup_pixels` (see :func:`blend_rows`),
@@ -571,11 +573,22 @@ def _mix_images(
     n_lines, n = c * h, c * h * w
     images = images.contiguous()
     out = _new_images_like(images)
-    out.copy_(images)
     n_mix, n_cut = mix_rows.numel(), cut_rows.numel()
+    blocked = step_bytes is not None or dev.type == "cpu"
+    if n_mix + n_cut == 0 or not blocked:
+        out.copy_(images)
+        n_none, parts = 0, [mix_rows, cut_rows]
+    else:
+        # The unmixed rows ride along in the blocks: no separate whole-batch copy.
+        n_none = b - n_mix - n_cut
+        unmixed = torch.ones(b, dtype=torch.bool, device=dev)
+        unmixed[mix_rows] = False
+        unmixed[cut_rows] = False
+        none_rows = _rows_where(unmixed, n_none)
+        parts = [mix_rows, cut_rows, none_rows]
     if n_mix + n_cut:
         x2, o2 = images.view(b, n), out.view(b, n)
-        rows = torch.cat([mix_rows, cut_rows])
+        rows = torch.cat(parts)
         mix_partners, cut_partners = perm[mix_rows], perm[cut_rows]
         weight = mixup_weight(lam[mix_rows])
         r = rect[cut_rows]
@@ -585,19 +598,22 @@ def _mix_images(
         xs = torch.arange(w, device=dev)[None]
         line_in = torch.where((ys >= r[:, 1:2]) & (ys < r[:, 3:4]), full, zero)  # (n_cut, C*H)
         col_in = torch.where((xs >= r[:, 0:1]) & (xs < r[:, 2:3]), full, zero)  # (n_cut, W)
-        if step_bytes is None and dev.type != "cpu":
+        if not blocked:
             step = n_lines
         else:
             step = max(8, (step_bytes or CPU_STEP_BYTES) // w // 8 * 8)  # whole lines, 8-byte multiple
+        n_mixed = n_mix + n_cut
         for l0 in range(0, n_lines, step):  # blocks of memory, not images
             l1 = min(l0 + step, n_lines)
             xc = x2[:, l0 * w : l1 * w]
-            res = torch.empty((n_mix + n_cut, xc.shape[1]), dtype=torch.uint8, device=dev)
+            res = torch.empty((n_mixed + n_none, xc.shape[1]), dtype=torch.uint8, device=dev)
             if n_mix:
                 blend_rows(res[:n_mix], xc, mix_rows, mix_partners, weight)
             if n_cut:
                 mask = (line_in[:, l0:l1, None] & col_in[:, None, :]).view(n_cut, -1)
-                paste_rows(res[n_mix:], xc, cut_rows, cut_partners, mask)
+                paste_rows(res[n_mix:n_mixed], xc, cut_rows, cut_partners, mask)
+            if n_none:
+                torch.index_select(xc, 0, none_rows, out=res[n_mixed:])
             dst, res = _words(o2[:, l0 * w : l1 * w], res)
             dst.index_copy_(0, rows, res)
     if output_dtype is None:
