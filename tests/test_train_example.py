@@ -269,7 +269,7 @@ def test_set_epoch_reaches_persistent_workers(tool):
 
 
 def test_short_training_learns(tool, two_threads):
-    steps = 50
+    steps = 80  # ratio ~0.71 against the 0.8 bar: margin for other CPUs
     res = tool.train(data=SHAPES, steps=steps, batch_size=8, img_size=128, workers=2, mixup=0.3, cutmix=0.3,
                      lr=3e-3, seed=0, device="cpu", width=16, progress=False)
     h = np.asarray(res.history)
