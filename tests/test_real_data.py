@@ -97,3 +97,28 @@ def test_grey_image_and_full_decode(real):
     assert s.image.shape[2] == 3 and (s.image[..., 0] == s.image[..., 1]).all()
     full = YoloDataset(yaml_path, img_size=None, full_decode=True, progress=False)
     assert full.report.ok and full[yolo.ids.index("000000000086")].meta["size"] == (640, 512)
+
+
+def test_full_augmentation_on_coco128_keeps_every_invariant(real):
+    """Every COCO128 item through Mosaic 4/9 + affine + MixUp + CutMix (polygons from the COCO json)."""
+    from detaug import AugmentConfig, MixDataset
+
+    _, _, _, yolo, coco = real
+    cfg = AugmentConfig(img_size=320, mosaic9=0.3, mixup=0.3, cutmix=0.3, degrees=10, shear=2,
+                        perspective=0.0005, flipud=0.2)
+    for base in (yolo, coco):
+        ds = MixDataset(base, cfg, seed=4)
+        total = 0
+        for i in range(0, len(ds), 3):
+            s = ds[i]
+            b = s.boxes
+            assert s.image.shape == (320, 320, 3)
+            assert (b[:, :2] >= 0).all() and (b[:, 2:] <= 320).all()
+            assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+            assert ((s.weights > 0) & (s.weights <= 1)).all()
+            assert ((s.classes >= 0) & (s.classes < 80)).all()
+            if s.polygons is not None:
+                assert len(s.polygons) == len(b)
+            total += len(b)
+        assert total > 300  # objects survive: the filter is not dropping everything
+        assert (base is yolo) == (ds[0].polygons is None)  # COCO json carries polygons, YOLO boxes do not
