@@ -14,7 +14,9 @@ from disk -- it is the ``min`` -- and later ones are served from RAM, like
 Ultralytics' own image buffer); ``ram`` caches every image up front;
 ``nocache`` always decodes from disk; ``mixup``/``cutmix`` set that
 probability to 1.0 on the default; ``full`` adds rotation, shear,
-perspective and both mixes at 0.5.
+perspective and both mixes at 0.5; ``gpu-hsv`` is the default with the HSV
+jitter left to :class:`detaug.batch_hsv.BatchHSV` on the GPU (the loader's
+share of the work only).
 
 Mixer mode (``--mixer``) times BatchMixer on batches of 640 x 640 images
 (16 and 64) against a per-sample loop of MixUp/CutMix doing the same work,
@@ -53,6 +55,8 @@ CONFIGS = {
     "nocache": ({}, None),
     "mixup": ({"mixup": 1.0}, "auto"),
     "cutmix": ({"cutmix": 1.0}, "auto"),
+    # HSV moved to the batch stage (detaug.batch_hsv.BatchHSV on the GPU): the loader's side.
+    "gpu-hsv": ({"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}, "auto"),
     "full": ({"mixup": 0.5, "cutmix": 0.5, "degrees": 10.0, "shear": 2.0, "perspective": 0.0005}, "auto"),
 }
 ULTRALYTICS = {"default": 77.0, "ram": 93.0, "mixup": 34.5, "cutmix": 59.0}
