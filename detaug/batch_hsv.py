@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from detaug.batch import Batch
-from detaug.mixer import _same_device
+from detaug.mixer import DeviceGenerators
 
 __all__ = [
     "BatchHSV",
@@ -214,28 +214,24 @@ class BatchHSV:
         for name, value in (("hsv_h", hsv_h), ("hsv_s", hsv_s), ("hsv_v", hsv_v)):
             if not (isinstance(value, (int, float)) and value >= 0 and value < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.hsv_h, self.hsv_s, self.hsv_v = float(hsv_h), float(hsv_s), float(hsv_v)
-        self.generator = generator
-        self.seed = int(seed)
-        self._generators: dict[str, torch.Generator] = {}
+        self._rng = DeviceGenerators(generator, seed)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The generator given to the constructor (``None``: one per device, seeded with ``seed``)."""
+        return self._rng.generator
+
+    @property
+    def seed(self) -> int:
+        """Seed of the generators created per device when none was given."""
+        return self._rng.seed
 
     def __repr__(self) -> str:
         return f"BatchHSV(hsv_h={self.hsv_h}, hsv_s={self.hsv_s}, hsv_v={self.hsv_v})"
 
     def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self.generator is not None:
-            if not _same_device(torch.device(self.generator.device), device):
-                raise ValueError(
-                    f"generator: it is on {self.generator.device} but the batch is on {device}; "
-                    "create the torch.Generator on the batch's device"
-                )
-            return self.generator
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
+        return self._rng.for_device(device)
 
     def sample_params(self, batch: Batch) -> BatchHSVParams:
         """``gains = U(-1, 1) * (hsv_h, hsv_s, hsv_v) + 1``, one (B, 3) float32 draw on the batch's device."""

@@ -160,6 +160,37 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.index == b.index or a.index is None or b.index is None
 
 
+class DeviceGenerators:
+    """The ``torch.Generator`` a batch transform draws from on a batch's device.
+
+    A user's generator is used as given, after checking it lives on the batch's
+    device; without one, a generator per device is created on first use and
+    seeded with ``seed``, so runs are reproducible. Shared by
+    :class:`BatchMixer` and :class:`detaug.batch_hsv.BatchHSV`.
+    """
+
+    def __init__(self, generator: torch.Generator | None, seed: int) -> None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
+        self.seed = int(seed)
+        self._made: dict[str, torch.Generator] = {}
+
+    def for_device(self, device: torch.device) -> torch.Generator:
+        """The generator to use for a batch on ``device``."""
+        if self.generator is not None:
+            if not _same_device(torch.device(self.generator.device), device):
+                raise ValueError(
+                    f"generator: it is on {self.generator.device} but the batch is on {device}; "
+                    "create the torch.Generator on the batch's device"
+                )
+            return self.generator
+        key = str(device)
+        if key not in self._made:
+            self._made[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._made[key]
+
+
 # ----------------------------------------------------------------------------- mixer
 class BatchMixer:
     """Detection MixUp / CutMix over a batch, vectorised, on the batch's device.
@@ -208,8 +239,6 @@ class BatchMixer:
                 raise ValueError(f"{name} must be > 0, got {v}")
         if not (0.0 <= min_visible <= 1.0):
             raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if output_dtype is not None and output_dtype not in (torch.float16, torch.float32, torch.bfloat16):
             raise ValueError(f"output_dtype must be None, torch.float16, torch.bfloat16 or torch.float32, got {output_dtype}")
         self.mixup = float(mixup)
@@ -219,10 +248,18 @@ class BatchMixer:
         self.cutmix_alpha = float(cutmix_alpha)
         self.min_visible = float(min_visible)
         self.weight_by_visibility = bool(weight_by_visibility)
-        self.generator = generator
         self.output_dtype = output_dtype
-        self.seed = int(seed)
-        self._generators: dict[str, torch.Generator] = {}
+        self._rng = DeviceGenerators(generator, seed)
+
+    @property
+    def generator(self) -> torch.Generator | None:
+        """The generator given to the constructor (``None``: one per device, seeded with ``seed``)."""
+        return self._rng.generator
+
+    @property
+    def seed(self) -> int:
+        """Seed of the generators created per device when none was given."""
+        return self._rng.seed
 
     def __repr__(self) -> str:
         return (
@@ -232,17 +269,7 @@ class BatchMixer:
         )
 
     def _generator_for(self, device: torch.device) -> torch.Generator:
-        if self.generator is not None:
-            if not _same_device(torch.device(self.generator.device), device):
-                raise ValueError(
-                    f"generator: it is on {self.generator.device} but the batch is on {device}; "
-                    "create the torch.Generator on the batch's device"
-                )
-            return self.generator
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
+        return self._rng.for_device(device)
 
     # ------------------------------------------------------------------ params
     def sample_params(self, batch: Batch) -> BatchMixParams:
