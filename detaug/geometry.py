@@ -261,9 +261,10 @@ def warp_into(
     else:
         res = cv2.warpPerspective(src, mc, size, dst=roi, flags=interpolation, borderMode=cv2.BORDER_TRANSPARENT)
     if res is not roi and not np.shares_memory(res, dst):
-        # OpenCV could not write through the view (it never should for a
-        # C-contiguous dst); copy the pixels it produced.
-        roi[...] = res
+        # With BORDER_TRANSPARENT a fresh array from OpenCV would hold
+        # uninitialised pixels outside the tile, so copying it back would be
+        # wrong: fail loudly instead (a C-contiguous uint8 dst never gets here).
+        raise ValueError("dst: OpenCV could not warp into it in place; pass a C-contiguous (H, W, C) uint8 array")
 
 
 def warp_objects(
