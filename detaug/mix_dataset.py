@@ -1,0 +1,173 @@
+"""MixDataset: the augmented view of a dataset of Samples (Mosaic, affine, MixUp, CutMix, HSV, flips)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+
+from detaug.config import AugmentConfig
+from detaug.geometry import scaling
+from detaug.sample import Sample
+from detaug.sampler import as_key
+from detaug.transforms.affine import RandomAffine, warp_sample
+from detaug.transforms.base import BoxFilter, Transform
+from detaug.transforms.cutmix import CutMix
+from detaug.transforms.mixup import MixUp
+from detaug.transforms.mosaic import Mosaic
+from detaug.transforms.photometric import RandomFlip, RandomHSV
+
+__all__ = ["MixDataset"]
+
+
+class MixDataset(torch.utils.data.Dataset):
+    """Augmented view of any map-style dataset of Samples (YoloDataset, CocoDataset, your own).
+
+    Pipeline per item, in Ultralytics' order: Mosaic (4 or 9 tiles) fused with
+    the random affine -- or the random affine alone, which also letterboxes the
+    image to ``img_size`` -- then MixUp and CutMix with partners that went
+    through the same pre-transform, then any ``extra`` transforms (e.g. an
+    :class:`~detaug.transforms.albumentations.AlbumentationsTransform`), HSV
+    jitter and flips. Every output is an ``img_size`` x ``img_size`` Sample.
+
+    Randomness: item ``i`` of epoch ``e`` draws everything -- partner indices and
+    every parameter -- from ``np.random.SeedSequence([seed, e, i])``, one child
+    stream per stage (so switching MixUp on does not change the Mosaic of the
+    same item). Any sample of any epoch replays exactly, whatever the number of
+    workers, their assignment or the distributed rank.
+
+    Args:
+        dataset: map-style dataset whose items are Samples.
+        config: the hyperparameters; default ``AugmentConfig()``.
+        seed: the run's seed.
+        extra: single-sample transforms applied after CutMix, before HSV/flips.
+
+    >>> import numpy as np
+    >>> from detaug import Sample
+    >>> data = [Sample.create(np.full((48, 64, 3), 40 * i, np.uint8), [[8, 8, 40, 30]], [i]) for i in range(4)]
+    >>> ds = MixDataset(data, AugmentConfig(img_size=64, mixup=0.5), seed=7)
+    >>> a, b = ds[2], ds[2]
+    >>> a.image.shape, bool((a.image == b.image).all()), a.meta["index"]
+    ((64, 64, 3), True, 2)
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        config: AugmentConfig | None = None,
+        seed: int = 0,
+        extra: Sequence[Transform[Any]] = (),
+    ) -> None:
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise ValueError("dataset: must be a map-style dataset (with __len__ and __getitem__)")
+        if len(dataset) == 0:
+            raise ValueError("dataset: is empty")
+        if config is None:
+            config = AugmentConfig()
+        if not isinstance(config, AugmentConfig):
+            raise ValueError(f"config: expected an AugmentConfig, got {type(config).__name__}")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        self.dataset = dataset
+        self.config = config
+        self.seed = int(seed)
+        # The epoch lives in shared memory: persistent DataLoader workers keep
+        # the dataset copy they started with, and set_epoch must reach them.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.extra = tuple(extra)
+        c = config
+        s = c.img_size
+        self.box_filter = BoxFilter(c.min_size, c.min_area_ratio, c.max_aspect_ratio)
+        self.affine = RandomAffine(
+            degrees=c.degrees, translate=c.translate, scale=c.scale, shear=c.shear,
+            perspective=c.perspective, out_size=s, border_value=c.border_value, box_filter=self.box_filter,
+        )
+        self.mosaic4 = Mosaic(4, s, c.mosaic_center, self.affine, c.border_value, self.box_filter)
+        self.mosaic9 = Mosaic(9, s, c.mosaic_center, self.affine, c.border_value, self.box_filter)
+        self.mixup = MixUp(c.mixup_alpha, c.mixup_beta)
+        self.cutmix = CutMix(c.cutmix_alpha, c.min_visible, c.weight_by_visibility, c.cutmix_on_background)
+        self.hsv = RandomHSV(c.hsv_h, c.hsv_s, c.hsv_v)
+        self.fliplr = RandomFlip("horizontal", c.fliplr)
+        self.flipud = RandomFlip("vertical", c.flipud)
+
+    @property
+    def names(self) -> list[str] | None:
+        """Class names of the wrapped dataset, when it has them."""
+        return getattr(self.dataset, "names", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (shared with DataLoader workers, persistent ones included)."""
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select epoch ``epoch``'s random stream (and the close_mosaic schedule).
+
+        Call it before creating the epoch's DataLoader iterator; the value is
+        kept in shared memory, so workers that already exist (forked or
+        spawned, ``persistent_workers=True``) see it too.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        self._epoch.fill_(int(epoch))
+
+    def streams(self, index: int, epoch: int | None = None) -> list[np.random.Generator]:
+        """The per-stage generators of item ``index``: [pre-transform, mixup, cutmix, colour/flip/extra]."""
+        ss = np.random.SeedSequence([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
+        return [np.random.default_rng(child) for child in ss.spawn(4)]
+
+    def _pre(self, index: int, rng: np.random.Generator, mixing: bool) -> tuple[Sample, tuple[int, ...]]:
+        """Mosaic + affine (one warp per tile), or the affine alone; returns the sample and tile indices."""
+        c, n = self.config, len(self.dataset)
+        sample = self.dataset[index]
+        if mixing and c.mosaic > 0 and rng.random() < c.mosaic:
+            mosaic = self.mosaic9 if (c.mosaic9 > 0 and rng.random() < c.mosaic9) else self.mosaic4
+            idx = rng.integers(0, n, size=mosaic.num_partners)
+            partners = [self.dataset[int(j)] for j in idx]
+            out = mosaic.apply(sample, partners, mosaic.sample_params(rng, sample, partners))
+            return out, (int(index), *map(int, idx))
+        s = c.img_size
+        ratio = s / max(sample.height, sample.width)
+        params = self.affine.sample_params(rng, sample)
+        m = params.matrix((sample.height * ratio, sample.width * ratio), (s, s)) @ scaling(ratio)
+        return warp_sample(sample, m, (s, s), c.border_value, self.box_filter), (int(index),)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """Item ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair.
+
+        The pair is what :class:`~detaug.sampler.EpochSampler` yields: the key
+        itself says which epoch's sample is asked for, so no worker needs to be told.
+        """
+        epoch, index = as_key(key, self.epoch)
+        n = len(self.dataset)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n}")
+        index = int(index) % n
+        c = self.config
+        mixing = c.mixing_active(epoch)
+        r_pre, r_mixup, r_cutmix, r_post = self.streams(index, epoch)
+        sample, tiles = self._pre(index, r_pre, mixing)
+        mixed_with: list[tuple[str, tuple[int, ...]]] = []
+        if mixing and c.mixup > 0 and r_mixup.random() < c.mixup:
+            j = int(r_mixup.integers(0, n))
+            partner, ptiles = self._pre(j, r_mixup, mixing)
+            sample = self.mixup(sample, [partner], r_mixup)
+            mixed_with.append(("mixup", ptiles))
+        if mixing and c.cutmix > 0 and r_cutmix.random() < c.cutmix:
+            j = int(r_cutmix.integers(0, n))
+            partner, ptiles = self._pre(j, r_cutmix, mixing)
+            sample = self.cutmix(sample, [partner], r_cutmix)
+            mixed_with.append(("cutmix", ptiles))
+        for t in self.extra:
+            sample = t(sample, r_post)
+        sample = self.hsv(sample, r_post)
+        sample = self.fliplr(sample, r_post)
+        sample = self.flipud(sample, r_post)
+        return sample.with_meta(
+            index=index, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with)
+        )
