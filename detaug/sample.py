@@ -46,6 +46,22 @@ def _as_polygons(polygons: Sequence[ArrayLike] | None, n: int) -> Polygons | Non
     return out
 
 
+def _check_objects(boxes: NDArray[np.float32], weights: NDArray[np.float32]) -> None:
+    """Reject boxes that are not finite or inverted, and weights outside (0, 1], naming the field and row."""
+    bad = ~np.isfinite(boxes).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"boxes: row {i} is not finite: {boxes[i].tolist()}")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        i = int(np.flatnonzero(inverted)[0])
+        raise ValueError(f"boxes: row {i} is inverted (x2 < x1 or y2 < y1), expected xyxy: {boxes[i].tolist()}")
+    wbad = ~(np.isfinite(weights) & (weights > 0) & (weights <= 1))
+    if wbad.any():
+        i = int(np.flatnonzero(wbad)[0])
+        raise ValueError(f"weights: row {i} is {float(weights[i])!r}, expected a weight in (0, 1]")
+
+
 @dataclass(frozen=True, eq=False)
 class Sample:
     """One image and its objects.
@@ -105,12 +121,15 @@ class Sample:
         """Build a Sample, converting every field to its canonical dtype.
 
         Missing ``boxes``/``classes`` mean no objects; missing ``weights`` mean 1.
+        Raises ValueError naming the field and row for a box that is not
+        finite or is inverted (x2 < x1 or y2 < y1), or a weight outside (0, 1].
         """
         image = np.ascontiguousarray(image)
         b = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
         n = b.shape[0]
         c = np.zeros((n,), np.int64) if classes is None else np.asarray(classes, np.int64).reshape(-1)
         w = np.ones((n,), np.float32) if weights is None else np.asarray(weights, np.float32).reshape(-1)
+        _check_objects(b, w)
         return cls(
             image=image,
             boxes=np.ascontiguousarray(b),

@@ -71,3 +71,17 @@ def test_pickles_round_trip():
     assert t.meta["path"] == "x.jpg" and len(t.polygons) == 3
     with pytest.raises(TypeError):
         t.meta["path"] = "y"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("boxes", "weights", "field"),
+    [
+        ([[0, 0, float("nan"), 2]], None, "boxes: row 0 is not finite"),
+        ([[0, 0, 2, 2], [3, 0, 1, 2]], None, "boxes: row 1 is inverted"),
+        ([[0, 0, 2, 2]], [0.0], "weights: row 0"),
+        ([[0, 0, 2, 2]], [float("inf")], "weights: row 0"),
+    ],
+)
+def test_create_rejects_bad_objects_naming_field_and_row(boxes, weights, field):
+    with pytest.raises(ValueError, match=field):
+        Sample.create(np.zeros((4, 4, 3), np.uint8), boxes, [0] * len(boxes), weights)
