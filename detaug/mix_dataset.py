@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch.utils.data
+from numpy.typing import NDArray
 
+from detaug.canvas import CanvasPlan, TileWarp
 from detaug.config import AugmentConfig
 from detaug.geometry import scaling
-from detaug.sample import Sample
+from detaug.paint import paint
+from detaug.plan import Blend, Paste, SamplePlan
+from detaug.sample import Labels, Sample
 from detaug.sampler import as_key
-from detaug.transforms.affine import RandomAffine, warp_sample
+from detaug.transforms.affine import RandomAffine, as_border_value, warp_labels
 from detaug.transforms.base import BoxFilter, Transform
-from detaug.transforms.cutmix import CutMix
-from detaug.transforms.mixup import MixUp
+from detaug.transforms.cutmix import CutMix, cutmix_labels
+from detaug.transforms.mixup import MixUp, mixup_labels
 from detaug.transforms.mosaic import Mosaic
-from detaug.transforms.photometric import RandomFlip, RandomHSV
+from detaug.transforms.photometric import RandomFlip, RandomHSV, flip_labels
 
 __all__ = ["MixDataset"]
 
@@ -88,6 +93,7 @@ class MixDataset(torch.utils.data.Dataset):
         self.mosaic9 = Mosaic(9, s, c.mosaic_center, self.affine, c.border_value, self.box_filter)
         self.mixup = MixUp(c.mixup_alpha, c.mixup_beta)
         self.cutmix = CutMix(c.cutmix_alpha, c.min_visible, c.weight_by_visibility, c.cutmix_on_background)
+        self.fill = as_border_value(c.border_value)
         self.hsv = RandomHSV(c.hsv_h, c.hsv_s, c.hsv_v)
         self.fliplr = RandomFlip("horizontal", c.fliplr)
         self.flipud = RandomFlip("vertical", c.flipud)
@@ -121,28 +127,30 @@ class MixDataset(torch.utils.data.Dataset):
         ss = np.random.SeedSequence([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
         return [np.random.default_rng(child) for child in ss.spawn(4)]
 
-    def _pre(self, index: int, rng: np.random.Generator, mixing: bool) -> tuple[Sample, tuple[int, ...]]:
-        """Mosaic + affine (one warp per tile), or the affine alone; returns the sample and tile indices."""
+    def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources
+             ) -> tuple[Labels, CanvasPlan, tuple[int, ...]]:
+        """Mosaic + affine (one warp per tile), or the affine alone: labels, canvas (warps read
+        dataset indices) and the tile indices."""
         c, n = self.config, len(self.dataset)
-        sample = self.dataset[index]
+        sample = sources.get(index)
         if mixing and c.mosaic > 0 and rng.random() < c.mosaic:
             mosaic = self.mosaic9 if (c.mosaic9 > 0 and rng.random() < c.mosaic9) else self.mosaic4
-            idx = rng.integers(0, n, size=mosaic.num_partners)
-            partners = [self.dataset[int(j)] for j in idx]
-            out = mosaic.apply(sample, partners, mosaic.sample_params(rng, sample, partners))
-            return out, (int(index), *map(int, idx))
+            idx = [int(j) for j in rng.integers(0, n, size=mosaic.num_partners)]
+            inputs = [sample] + [sources.get(j) for j in idx]
+            labels, canvas = mosaic.plan(inputs, mosaic.sample_params(rng, sample, inputs[1:]))
+            tiles = (int(index), *idx)
+            warps = tuple(replace(w, source=tiles[w.source]) for w in canvas.warps)
+            return labels, replace(canvas, warps=warps), tiles
         s = c.img_size
-        ratio = s / max(sample.height, sample.width)
+        h, w = sample.size
+        ratio = s / max(h, w)
         params = self.affine.sample_params(rng, sample)
-        m = params.matrix((sample.height * ratio, sample.width * ratio), (s, s)) @ scaling(ratio)
-        return warp_sample(sample, m, (s, s), c.border_value, self.box_filter), (int(index),)
+        m = params.matrix((h * ratio, w * ratio), (s, s)) @ scaling(ratio)
+        lab = warp_labels(sample, m, (s, s), self.box_filter)
+        labels = Labels((s, s), lab.boxes, lab.classes, lab.weights, lab.polygons, sample.meta)
+        return labels, CanvasPlan((TileWarp(int(index), (0, 0, w, h), m, whole=True),)), (int(index),)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
-        """Item ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair.
-
-        The pair is what :class:`~detaug.sampler.EpochSampler` yields: the key
-        itself says which epoch's sample is asked for, so no worker needs to be told.
-        """
+    def _plan(self, key: Any, sources: _Sources) -> SamplePlan:
         epoch, index = as_key(key, self.epoch)
         n = len(self.dataset)
         if not -n <= index < n:
@@ -151,23 +159,89 @@ class MixDataset(torch.utils.data.Dataset):
         c = self.config
         mixing = c.mixing_active(epoch)
         r_pre, r_mixup, r_cutmix, r_post = self.streams(index, epoch)
-        sample, tiles = self._pre(index, r_pre, mixing)
+        labels, canvas, tiles = self._pre(index, r_pre, mixing, sources)
+        canvases = [canvas]
+        blend = paste = None
         mixed_with: list[tuple[str, tuple[int, ...]]] = []
         if mixing and c.mixup > 0 and r_mixup.random() < c.mixup:
             j = int(r_mixup.integers(0, n))
-            partner, ptiles = self._pre(j, r_mixup, mixing)
-            sample = self.mixup(sample, [partner], r_mixup)
+            partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources)
+            lam = self.mixup.sample_params(r_mixup, labels, [partner]).lam
+            labels = mixup_labels(labels, partner, lam)
+            canvases.append(pcanvas)
+            blend = Blend(len(canvases) - 1, lam)
             mixed_with.append(("mixup", ptiles))
         if mixing and c.cutmix > 0 and r_cutmix.random() < c.cutmix:
             j = int(r_cutmix.integers(0, n))
-            partner, ptiles = self._pre(j, r_cutmix, mixing)
-            sample = self.cutmix(sample, [partner], r_cutmix)
+            partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources)
+            rect = self.cutmix.sample_params(r_cutmix, labels, [partner]).rect
+            if rect is not None:
+                rect_i = (int(rect[0]), int(rect[1]), int(rect[2]), int(rect[3]))
+                labels = cutmix_labels(labels, partner, rect_i, c.min_visible, c.weight_by_visibility)
+                canvases.append(pcanvas)
+                paste = Paste(len(canvases) - 1, rect_i)
             mixed_with.append(("cutmix", ptiles))
-        for t in self.extra:
-            sample = t(sample, r_post)
-        sample = self.hsv(sample, r_post)
-        sample = self.fliplr(sample, r_post)
-        sample = self.flipud(sample, r_post)
-        return sample.with_meta(
-            index=index, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with)
+        gains = self.hsv.sample_params(r_post, labels).gains
+        flip_lr = self.fliplr.sample_params(r_post, labels).flip
+        flip_ud = self.flipud.sample_params(r_post, labels).flip
+        if flip_lr:
+            labels = flip_labels(labels, "horizontal")
+        if flip_ud:
+            labels = flip_labels(labels, "vertical")
+        labels = labels.with_meta(index=index, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with))
+        # Sources: the dataset indices the canvases read, each once, in order of first use.
+        used = list(dict.fromkeys(w.source for cv in canvases for w in cv.warps))
+        slot = {j: k for k, j in enumerate(used)}
+        canvases = [replace(cv, warps=tuple(replace(w, source=slot[w.source]) for w in cv.warps)) for cv in canvases]
+        return SamplePlan(
+            size=c.img_size, fill=self.fill, sources=tuple(used),
+            source_sizes=tuple(sources.get(j).size for j in used), canvases=tuple(canvases), labels=labels,
+            blend=blend, paste=paste, hsv=None if all(g == 1.0 for g in gains) else gains,
+            flip_lr=flip_lr, flip_ud=flip_ud,
         )
+
+    def plan(self, key: int | tuple[int, int]) -> SamplePlan:
+        """The :class:`~detaug.plan.SamplePlan` of item ``key`` (an index or an ``(epoch, index)`` pair).
+
+        Labels are final (``extra`` transforms, which are opaque to a plan,
+        are not in it); the source images are read to learn their sizes and
+        objects but not kept.
+        """
+        return self._plan(key, _Sources(self.dataset))
+
+    def plan_with_images(self, key: int | tuple[int, int]) -> tuple[SamplePlan, list[NDArray[np.uint8]]]:
+        """The plan of item ``key`` and its source images (aligned with ``plan.sources``; read-only views)."""
+        sources = _Sources(self.dataset)
+        plan = self._plan(key, sources)
+        return plan, [sources.get(j).image for j in plan.sources]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """Item ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair.
+
+        The pair is what :class:`~detaug.sampler.EpochSampler` yields: the key
+        itself says which epoch's sample is asked for, so no worker needs to be
+        told. The sample is the plan of ``key`` painted with OpenCV
+        (:func:`detaug.paint.paint`), then the ``extra`` transforms.
+        """
+        plan, images = self.plan_with_images(key)
+        sample = plan.labels.with_image(paint(plan, images))
+        if self.extra:
+            r_post = self.streams(sample.meta["index"], sample.meta["epoch"])[3]
+            r_post.random(3)  # the draws of the colour jitter and flips, which the plan made
+            for t in self.extra:
+                sample = t(sample, r_post)
+        return sample
+
+
+class _Sources:
+    """The dataset items one plan reads, each fetched once."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.items: dict[int, Sample] = {}
+
+    def get(self, index: int) -> Sample:
+        s = self.items.get(index)
+        if s is None:
+            s = self.items[index] = self.dataset[index]
+        return s

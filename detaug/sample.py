@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Sample", "Polygons"]
+__all__ = ["Sample", "Labels", "Polygons"]
 
 #: Per-object polygons: one (K_i, 2) float32 array per object. An object made
 #: of several parts stores them in one array, the parts separated by a row of
@@ -192,6 +192,11 @@ class Sample:
         """A copy whose meta has ``items`` added."""
         return dataclasses.replace(self, meta={**self.meta, **items})
 
+    @property
+    def labels(self) -> Labels:
+        """This sample without its pixels: its size, objects and meta (no copy)."""
+        return Labels(self.size, self.boxes, self.classes, self.weights, self.polygons, self.meta)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # meta is a read-only mappingproxy, which pickle cannot take: send a dict
         # (DataLoader workers pickle every Sample they return).
@@ -206,3 +211,69 @@ class Sample:
             f"Sample(image={self.height}x{self.width}, objects={self.num_objects}{poly}, "
             f"path={self.meta.get('path')!r})"
         )
+
+
+@dataclass(frozen=True, eq=False)
+class Labels:
+    """A Sample without pixels: the image size, the objects and meta.
+
+    What a plan computes before any pixel exists (see :mod:`detaug.plan`).
+    The per-object fields are those of :class:`Sample`, with the same dtypes,
+    shapes and frame (absolute pixel xyxy in an image of ``size``), so every
+    label rule takes a Labels or a Sample alike.
+
+    >>> lab = Labels((4, 6), np.zeros((1, 4), np.float32), np.zeros(1, np.int64), np.ones(1, np.float32))
+    >>> lab.width, lab.num_objects, lab.with_image(np.zeros((4, 6, 3), np.uint8)).size
+    (6, 1, (4, 6))
+    """
+
+    size: tuple[int, int]
+    boxes: NDArray[np.float32]
+    classes: NDArray[np.int64]
+    weights: NDArray[np.float32]
+    polygons: Polygons | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        h, w = (int(v) for v in self.size)
+        object.__setattr__(self, "size", (h, w))
+        n = self.boxes.shape[0]
+        if self.boxes.dtype != np.float32 or self.boxes.shape != (n, 4):
+            raise ValueError(f"boxes: expected (N, 4) float32, got {self.boxes.shape} {self.boxes.dtype}")
+        if self.classes.dtype != np.int64 or self.classes.shape != (n,):
+            raise ValueError(f"classes: expected ({n},) int64, got {self.classes.shape} {self.classes.dtype}")
+        if self.weights.dtype != np.float32 or self.weights.shape != (n,):
+            raise ValueError(f"weights: expected ({n},) float32, got {self.weights.shape} {self.weights.dtype}")
+        if self.polygons is not None and len(self.polygons) != n:
+            raise ValueError(f"polygons: expected {n} polygons, got {len(self.polygons)}")
+        if not isinstance(self.meta, MappingProxyType):
+            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    num_objects = Sample.num_objects
+    select = Sample.select
+    replace = Sample.replace
+    with_meta = Sample.with_meta
+
+    @property
+    def height(self) -> int:
+        """H of the image these labels belong to."""
+        return self.size[0]
+
+    @property
+    def width(self) -> int:
+        """W of the image these labels belong to."""
+        return self.size[1]
+
+    def with_image(self, image: NDArray[np.uint8]) -> Sample:
+        """The Sample of these labels and ``image``, which must have ``size``."""
+        if tuple(image.shape[:2]) != self.size:
+            raise ValueError(f"image: expected size {self.size}, got {tuple(image.shape[:2])}")
+        return Sample(np.ascontiguousarray(image), self.boxes, self.classes, self.weights, self.polygons,
+                      dict(self.meta))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.size, self.boxes, self.classes, self.weights, self.polygons, dict(self.meta)))
+
+    def __repr__(self) -> str:
+        poly = "" if self.polygons is None else ", polygons"
+        return f"Labels(size={self.height}x{self.width}, objects={self.num_objects}{poly})"

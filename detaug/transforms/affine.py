@@ -33,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
 from detaug.boxes import flatten_polygons
+from detaug.canvas import filled_image
 from detaug.sample import Polygons, Sample
 from detaug.transforms.base import BoxFilter, Transform
 
@@ -81,19 +82,6 @@ def as_border_value(value: BorderValue, name: str = "border_value") -> tuple[int
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in vals):
         raise ValueError(f"{name} must be ints in [0, 255], got {value!r}")
     return int(vals[0]), int(vals[1]), int(vals[2])  # type: ignore[call-overload]
-
-
-def filled_image(h: int, w: int, color: tuple[int, int, int]) -> NDArray[np.uint8]:
-    """A new C-contiguous (h, w, 3) uint8 image of one colour (fast: no per-pixel broadcast of a triple).
-
-    >>> filled_image(2, 3, (1, 2, 3))[1, 2].tolist()
-    [1, 2, 3]
-    """
-    if color[0] == color[1] == color[2]:
-        return np.full((h, w, 3), color[0], dtype=np.uint8)
-    out = np.empty((h, w, 3), dtype=np.uint8)
-    out.reshape(h, w * 3)[:] = np.tile(np.asarray(color, dtype=np.uint8), w)
-    return out
 
 
 def _check_range(name: str, value: object, lo: float, hi: float) -> float:
@@ -252,26 +240,38 @@ def warp_labels(
     )
 
 
+def crop_bounds(size: tuple[int, int], visible_rect: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) pixel bounds of an image of ``size`` (h, w) that ``visible_rect`` touches.
+
+    The continuous rect is rounded outwards to whole pixels and clipped to the
+    image; the result may be empty (x1 == x0 or y1 == y0).
+
+    >>> crop_bounds((10, 10), (2.5, 0, 6, 4.2))
+    (2, 0, 6, 5)
+    """
+    h, w = size
+    x1, y1, x2, y2 = visible_rect
+    c0 = min(max(int(math.floor(x1)), 0), w)
+    r0 = min(max(int(math.floor(y1)), 0), h)
+    c1 = min(max(int(math.ceil(x2)), c0), w)
+    r1 = min(max(int(math.ceil(y2)), r0), h)
+    return c0, r0, c1, r1
+
+
 def visible_crop(
     image: NDArray[np.uint8], visible_rect: tuple[float, float, float, float]
 ) -> tuple[NDArray[np.uint8], tuple[int, int]]:
     """The pixels of ``image`` that ``visible_rect`` (continuous x1, y1, x2, y2) touches.
 
     Returns a view of ``image`` (no copy) and the (x, y) pixel offset of its
-    top-left corner. The rect is rounded outwards to whole pixels and clipped to
-    the image; the view may be empty.
+    top-left corner (see :func:`crop_bounds`); the view may be empty.
 
     >>> img = np.zeros((10, 10, 3), np.uint8)
     >>> crop, off = visible_crop(img, (2.5, 0, 6, 4.2))
     >>> crop.shape, off
     ((5, 4, 3), (2, 0))
     """
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = visible_rect
-    c0 = min(max(int(math.floor(x1)), 0), w)
-    r0 = min(max(int(math.floor(y1)), 0), h)
-    c1 = min(max(int(math.ceil(x2)), c0), w)
-    r1 = min(max(int(math.ceil(y2)), r0), h)
+    c0, r0, c1, r1 = crop_bounds(image.shape[:2], visible_rect)
     return image[r0:r1, c0:c1], (c0, r0)
 
 

@@ -20,7 +20,7 @@ All coordinates are absolute pixels in the base image's continuous frame
 (edges at 0 and W); ``rect`` is ``(x1, y1, x2, y2)`` with integer edges.
 
 >>> import numpy as np
->>> from detaug.sample import Sample
+>>> from detaug.sample import Labels, Sample
 >>> a = Sample.create(np.zeros((10, 10, 3), np.uint8), [[0, 0, 4, 10]], [0])
 >>> b = Sample.create(np.full((10, 10, 3), 255, np.uint8), [[2, 2, 8, 8]], [1])
 >>> out = CutMix().apply(a, [b], CutMixParams(lam=0.5, rect=(2, 0, 10, 10)))
@@ -44,7 +44,7 @@ from detaug.boxes import (
     polygons_to_boxes,
     unflatten_polygons,
 )
-from detaug.sample import Sample
+from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
 from detaug.transforms.mixup import FILL_VALUE
 
@@ -249,6 +249,56 @@ def _has_points(polygons: Sequence[NDArray[np.float32]]) -> NDArray[np.bool_]:
     return np.array([p.shape[0] > 0 for p in polygons], dtype=bool)
 
 
+def cutmix_labels(a: Labels | Sample, b: Labels | Sample, rect: Rect, min_visible: float,
+                  weight_by_visibility: bool) -> Labels:
+    """The objects after pasting ``b``'s ``rect`` into ``a`` (the one CutMix label rule).
+
+    Args:
+        a: the base (size (h, w), objects in its frame).
+        b: the partner, placed top-left on ``a``'s frame (its objects keep
+            their coordinates).
+        rect: int (x1, y1, x2, y2) inside ``a``.
+        min_visible: objects whose visible fraction (box area) is below this are dropped.
+        weight_by_visibility: multiply each kept object's weight by that fraction.
+
+    Returns:
+        Labels of ``a``'s size and meta: ``a``'s objects cut to the outside of
+        ``rect``, then ``b``'s clipped to it, in that order. Polygons only when
+        both have them (an object with a polygon gets the tight box of what is
+        left of it).
+
+    >>> lab = lambda box: Labels((10, 10), np.array([box], np.float32), np.zeros(1, np.int64), np.ones(1, np.float32))
+    >>> out = cutmix_labels(lab([0, 0, 10, 10]), lab([0, 0, 4, 10]), (0, 0, 5, 10), 0.3, True)
+    >>> out.boxes.tolist(), out.weights.tolist()
+    ([[5.0, 0.0, 10.0, 10.0], [0.0, 0.0, 4.0, 10.0]], [0.5, 1.0])
+    """
+    h, w = a.size
+    a_boxes, a_vis = cut_boxes(a.boxes, rect)
+    b_boxes, b_vis = paste_boxes(b.boxes, rect)
+    polygons = None
+    if a.polygons is not None and b.polygons is not None:
+        a_polys = cut_polygons(a.polygons, rect, h, w)
+        b_polys = clip_polygons(b.polygons, *(float(v) for v in rect))
+        a_has, b_has = _has_points(a.polygons), _has_points(b.polygons)
+        a_boxes = np.where(a_has[:, None], polygons_to_boxes(a_polys), a_boxes).astype(np.float32)
+        b_boxes = np.where(b_has[:, None], polygons_to_boxes(b_polys), b_boxes).astype(np.float32)
+        polygons = (a_polys, b_polys)
+    boxes = np.concatenate([a_boxes, b_boxes]).astype(np.float32)
+    visible = np.concatenate([a_vis, b_vis])
+    positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    keep = np.flatnonzero((visible >= min_visible) & (visible > 0) & positive)
+    weights = np.concatenate([a.weights, b.weights]).astype(np.float32)
+    if weight_by_visibility:
+        weights = (weights * visible.astype(np.float32)).astype(np.float32)
+    classes = np.concatenate([a.classes, b.classes]).astype(np.int64)
+    polys_out = None
+    if polygons is not None:
+        both = polygons[0] + polygons[1]
+        polys_out = tuple(both[i] for i in keep.tolist())
+    return Labels((h, w), np.ascontiguousarray(boxes[keep]), np.ascontiguousarray(classes[keep]),
+                  np.ascontiguousarray(weights[keep]), polys_out, a.meta)
+
+
 class CutMix(MixTransform[CutMixParams]):
     """Detection CutMix with one partner.
 
@@ -339,35 +389,5 @@ class CutMix(MixTransform[CutMixParams]):
         if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
             raise ValueError(f"params.rect {rect} is not a non-empty rectangle inside the {w}x{h} image")
         rect_i: Rect = (x1, y1, x2, y2)
-        image = paste_pixels(a.image, b.image, rect_i)
-
-        a_boxes, a_vis = cut_boxes(a.boxes, rect_i)
-        b_boxes, b_vis = paste_boxes(b.boxes, rect_i)
-        polygons = None
-        if a.polygons is not None and b.polygons is not None:
-            a_polys = cut_polygons(a.polygons, rect_i, h, w)
-            b_polys = clip_polygons(b.polygons, *(float(v) for v in rect_i))
-            a_has, b_has = _has_points(a.polygons), _has_points(b.polygons)
-            a_boxes = np.where(a_has[:, None], polygons_to_boxes(a_polys), a_boxes).astype(np.float32)
-            b_boxes = np.where(b_has[:, None], polygons_to_boxes(b_polys), b_boxes).astype(np.float32)
-            polygons = (a_polys, b_polys)
-
-        boxes = np.concatenate([a_boxes, b_boxes]).astype(np.float32)
-        visible = np.concatenate([a_vis, b_vis])
-        positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        keep = np.flatnonzero((visible >= self.min_visible) & (visible > 0) & positive)
-        weights = np.concatenate([a.weights, b.weights]).astype(np.float32)
-        if self.weight_by_visibility:
-            weights = (weights * visible.astype(np.float32)).astype(np.float32)
-        classes = np.concatenate([a.classes, b.classes]).astype(np.int64)
-        polys_out = None
-        if polygons is not None:
-            both = polygons[0] + polygons[1]
-            polys_out = tuple(both[i] for i in keep.tolist())
-        return a.replace(
-            image=image,
-            boxes=np.ascontiguousarray(boxes[keep]),
-            classes=np.ascontiguousarray(classes[keep]),
-            weights=np.ascontiguousarray(weights[keep]),
-            polygons=polys_out,
-        )
+        labels = cutmix_labels(a, b, rect_i, self.min_visible, self.weight_by_visibility)
+        return labels.with_image(paste_pixels(a.image, b.image, rect_i))

@@ -15,7 +15,7 @@ The exact arithmetic (shared with the GPU :class:`detaug.mixer.BatchMixer`):
 Ultralytics' MixUp is ``MixUp(alpha=32.0, beta=32.0)`` (``lam`` near 0.5).
 
 >>> import numpy as np
->>> from detaug.sample import Sample
+>>> from detaug.sample import Labels, Sample
 >>> a = Sample.create(np.full((4, 4, 3), 200, np.uint8), [[0, 0, 2, 2]], [1])
 >>> b = Sample.create(np.full((4, 4, 3), 100, np.uint8), [[1, 1, 4, 4]], [2])
 >>> out = MixUp().apply(a, [b], MixUpParams(lam=0.75))
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from detaug.sample import Sample
+from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
 
 __all__ = [
@@ -139,10 +139,32 @@ def pad_to_canvas(
     return out
 
 
-def _concat_polygons(a: Sample, b: Sample) -> tuple[NDArray[np.float32], ...] | None:
+def _concat_polygons(a: Labels | Sample, b: Labels | Sample) -> tuple[NDArray[np.float32], ...] | None:
     if a.polygons is None or b.polygons is None:
         return None
     return tuple(a.polygons) + tuple(b.polygons)
+
+
+def mixup_labels(a: Labels | Sample, b: Labels | Sample, lam: float) -> Labels:
+    """The objects of a MixUp (the one MixUp label rule): the union, weights ``lam * w_a``, ``(1 - lam) * w_b``.
+
+    Both are placed top-left on a canvas of the larger height and width;
+    objects keep their coordinates. Meta is ``a``'s.
+
+    >>> one = Labels((4, 4), np.zeros((1, 4), np.float32), np.zeros(1, np.int64), np.ones(1, np.float32))
+    >>> out = mixup_labels(one, one.replace(size=(6, 2)), 0.75)
+    >>> out.size, out.weights.tolist()
+    ((6, 4), [0.75, 0.25])
+    """
+    h, w = max(a.height, b.height), max(a.width, b.width)
+    return Labels(
+        (h, w),
+        np.ascontiguousarray(np.concatenate([a.boxes, b.boxes]).astype(np.float32)),
+        np.ascontiguousarray(np.concatenate([a.classes, b.classes]).astype(np.int64)),
+        mixup_weights(a.weights, b.weights, lam),
+        _concat_polygons(a, b),
+        a.meta,
+    )
 
 
 class MixUp(MixTransform[MixUpParams]):
@@ -188,12 +210,6 @@ class MixUp(MixTransform[MixUpParams]):
         if not (0.0 <= params.lam <= 1.0):
             raise ValueError(f"params.lam must be in [0, 1], got {params.lam}")
         a, b = sample, partners[0]
-        h, w = max(a.height, b.height), max(a.width, b.width)
-        img = mixup_pixels(pad_to_canvas(a.image, h, w), pad_to_canvas(b.image, h, w), params.lam)
-        return a.replace(
-            image=img,
-            boxes=np.ascontiguousarray(np.concatenate([a.boxes, b.boxes]).astype(np.float32)),
-            classes=np.ascontiguousarray(np.concatenate([a.classes, b.classes]).astype(np.int64)),
-            weights=mixup_weights(a.weights, b.weights, params.lam),
-            polygons=_concat_polygons(a, b),
-        )
+        labels = mixup_labels(a, b, params.lam)
+        h, w = labels.size
+        return labels.with_image(mixup_pixels(pad_to_canvas(a.image, h, w), pad_to_canvas(b.image, h, w), params.lam))

@@ -82,14 +82,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detaug import geometry
-from detaug.sample import Sample
+from detaug.canvas import CanvasPlan, TileWarp, paint_canvas
+from detaug.sample import Labels, Sample
 from detaug.transforms.affine import (
     AffineParams,
     BorderValue,
     RandomAffine,
     as_border_value,
-    filled_image,
-    visible_crop,
+    crop_bounds,
     warp_labels,
 )
 from detaug.transforms.base import BoxFilter, MixTransform
@@ -238,45 +238,6 @@ def _reaches_output(rect: Rect, m: geometry.M3, s: int) -> bool:
     return not bool(separated.any())
 
 
-def _clear_outside_frame(out: NDArray[np.uint8], a: geometry.M3, s: int, border: tuple[int, int, int]) -> None:
-    """Set output pixels whose centre lies outside the warped 2s x 2s frame to ``border``, in place.
-
-    A tile cut by the frame's edge at a fractional tile pixel is drawn from a
-    crop rounded outwards, so it could bleed up to a tile pixel past the frame;
-    this puts the edge back where the frame (and the boxes, which are clipped
-    to it exactly) says. Nothing is done when the frame covers the whole output.
-    """
-    two = 2.0 * s
-    corners = np.array([[0.0, 0.0], [two, 0.0], [two, two], [0.0, two]])
-    if not geometry.is_affine(a) and np.any(corners @ a[2, :2] + a[2, 2] <= 1e-9):
-        return  # the frame crosses a perspective horizon: leave it to the warps
-    q = geometry.warp_points(corners, a)
-    edges = np.roll(q, -1, axis=0) - q
-    box = np.array([[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]])
-    # z of edge x (point - start) for every output corner and frame edge; the quad
-    # keeps its orientation, so "inside" is one sign for all four edges
-    cross = edges[None, :, 0] * (box[:, None, 1] - q[None, :, 1]) - edges[None, :, 1] * (box[:, None, 0] - q[None, :, 0])
-    if np.all(cross >= 0) or np.all(cross <= 0):
-        return
-    # per output row, the span of pixel centres inside the convex quad
-    yc = np.arange(s, dtype=np.float64) + 0.5
-    p0, p1 = q, np.roll(q, -1, axis=0)
-    lo, hi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
-    cover = (yc[:, None] >= lo) & (yc[:, None] <= hi) & (hi > lo)
-    dy = np.where(hi > lo, p1[:, 1] - p0[:, 1], 1.0)
-    x = p0[:, 0] + (yc[:, None] - p0[:, 1]) / dy * (p1[:, 0] - p0[:, 0])
-    first = np.ceil(np.where(cover, x, np.inf).min(axis=1) - 0.5)  # first column whose centre is inside
-    last = np.floor(np.where(cover, x, -np.inf).max(axis=1) - 0.5)  # last one
-    first = np.clip(np.nan_to_num(first, posinf=s, neginf=0), 0, s).astype(np.int64)
-    last = np.clip(np.nan_to_num(last, posinf=s - 1, neginf=-1), -1, s - 1).astype(np.int64)
-    row = filled_image(1, s, border)[0]
-    empty = last < first
-    out[empty] = row
-    for r in np.flatnonzero(~empty & ((first > 0) | (last < s - 1))).tolist():
-        out[r, : first[r]] = row[: first[r]]
-        out[r, last[r] + 1 :] = row[last[r] + 1 :]
-
-
 class Mosaic(MixTransform[MosaicParams]):
     """Ultralytics-style Mosaic of ``n`` samples (4 or 9), optionally fused with a random affine.
 
@@ -388,34 +349,46 @@ class Mosaic(MixTransform[MosaicParams]):
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, sample: Sample, partners: Sequence[Sample], params: MosaicParams) -> Sample:
-        """Build the mosaic with fixed ``params``; no input is modified."""
-        self._check_partners(partners)
+    def plan(self, inputs: Sequence[Labels | Sample], params: MosaicParams) -> tuple[Labels, CanvasPlan]:
+        """The mosaic's labels and canvas, without pixels.
+
+        Args:
+            inputs: the primary then the partners (Labels or Samples: sizes and
+                objects are read, no pixels).
+            params: the draw.
+
+        Returns:
+            The surviving objects of all tiles in cell order in the s x s
+            output (polygons when every tile with objects has them; the
+            primary's meta), and the :class:`~detaug.canvas.CanvasPlan` whose
+            warps' ``source`` is the position in ``inputs``.
+        """
+        if len(inputs) != self.n:
+            raise ValueError(f"inputs: Mosaic(n={self.n}) needs {self.n} (primary and partners), got {len(inputs)}")
         if params.n != self.n:
             raise ValueError(f"params: drawn for n={params.n}, this Mosaic has n={self.n}")
-        inputs = (sample, *partners)
-        tiles = [inputs[k] for k in params.cell_sources()]
+        order = params.cell_sources()
+        tiles = [inputs[k] for k in order]
         s = self.img_size
-        out = filled_image(s, s, self.border_value)
         a = self.output_matrix(params)
+        warps: list[TileWarp] = []
         boxes, classes, weights, polys = [], [], [], []
         polygons_ok = any(t.polygons is not None for t in tiles)
-        for tile, place in zip(tiles, self.placements(tiles, params), strict=True):
+        for k, tile, place in zip(order, tiles, self.placements(tiles, params), strict=True):
             if tile.polygons is None and tile.num_objects > 0:
                 polygons_ok = False
             if place.empty:
                 continue
             m = a @ place.matrix
-            crop, (cx, cy) = visible_crop(tile.image, place.visible_rect)
-            if crop.shape[0] == 0 or crop.shape[1] == 0 or not _reaches_output(place.visible_rect, m, s):
+            crop = crop_bounds(tile.size, place.visible_rect)
+            if crop[2] <= crop[0] or crop[3] <= crop[1] or not _reaches_output(place.visible_rect, m, s):
                 continue
-            geometry.warp_into(out, crop, m @ geometry.translation(cx, cy))
+            warps.append(TileWarp(source=k, crop=crop, matrix=m))
             lab = warp_labels(tile, m, (s, s), self.box_filter, place.visible_rect)
             boxes.append(lab.boxes)
             classes.append(lab.classes)
             weights.append(lab.weights)
             polys.append(lab.polygons if lab.polygons is not None else ())
-        _clear_outside_frame(out, a, s, self.border_value)
         if boxes:
             b = np.concatenate(boxes, axis=0)
             c = np.concatenate(classes, axis=0)
@@ -423,10 +396,14 @@ class Mosaic(MixTransform[MosaicParams]):
         else:
             b, c, w = np.zeros((0, 4), np.float32), np.zeros((0,), np.int64), np.zeros((0,), np.float32)
         polygons = tuple(p for group in polys for p in group) if polygons_ok else None
-        return sample.replace(
-            image=out,
-            boxes=np.ascontiguousarray(b, dtype=np.float32),
-            classes=np.ascontiguousarray(c, dtype=np.int64),
-            weights=np.ascontiguousarray(w, dtype=np.float32),
-            polygons=polygons,
-        )
+        labels = Labels((s, s), np.ascontiguousarray(b, dtype=np.float32), np.ascontiguousarray(c, dtype=np.int64),
+                        np.ascontiguousarray(w, dtype=np.float32), polygons, inputs[0].meta)
+        return labels, CanvasPlan(tuple(warps), frame=a, frame_side=2.0 * s)
+
+    def apply(self, sample: Sample, partners: Sequence[Sample], params: MosaicParams) -> Sample:
+        """Build the mosaic with fixed ``params`` (:meth:`plan`, then paint); no input is modified."""
+        self._check_partners(partners)
+        inputs = (sample, *partners)
+        labels, canvas = self.plan(inputs, params)
+        image = paint_canvas(canvas, [t.image for t in inputs], self.img_size, self.border_value)
+        return labels.with_image(image)

@@ -4,7 +4,7 @@ Both are pure: they return new Samples with C-contiguous images and never
 write into their inputs.
 
 >>> import numpy as np
->>> from detaug.sample import Sample
+>>> from detaug.sample import Labels, Sample
 >>> s = Sample.create(np.zeros((4, 10, 3), np.uint8), [[1, 0, 3, 2]], [0])
 >>> RandomFlip().apply(s, FlipParams(flip=True)).boxes.tolist()
 [[7.0, 0.0, 9.0, 2.0]]
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detaug.sample import Sample
+from detaug.sample import Labels, Sample
 from detaug.transforms.base import Transform
 
 __all__ = [
@@ -192,6 +192,21 @@ def flip_polygons(
     return tuple(np.ascontiguousarray(p) for p in parts)
 
 
+def flip_labels(labels: Labels, direction: Direction) -> Labels:
+    """The objects of ``labels`` mirrored in their image (boxes and polygons; size and meta kept).
+
+    >>> lab = Labels((4, 10), np.array([[1, 0, 3, 2]], np.float32), np.zeros(1, np.int64), np.ones(1, np.float32))
+    >>> flip_labels(lab, "horizontal").boxes.tolist()
+    [[7.0, 0.0, 9.0, 2.0]]
+    """
+    size = labels.width if direction == "horizontal" else labels.height
+    polys = None
+    if labels.polygons is not None:
+        polys = flip_polygons(labels.polygons, float(size), direction)
+    return labels.replace(boxes=np.ascontiguousarray(flip_boxes(labels.boxes, float(size), direction)),
+                          polygons=polys)
+
+
 class RandomFlip(Transform[FlipParams]):
     """Flip the image and its objects with probability ``p``.
 
@@ -219,12 +234,4 @@ class RandomFlip(Transform[FlipParams]):
         """The flipped sample (or ``sample`` itself when ``params.flip`` is False)."""
         if not params.flip:
             return sample
-        size = sample.width if self.direction == "horizontal" else sample.height
-        polys = None
-        if sample.polygons is not None:
-            polys = flip_polygons(sample.polygons, float(size), self.direction)
-        return sample.replace(
-            image=flip_image(sample.image, self.direction),
-            boxes=np.ascontiguousarray(flip_boxes(sample.boxes, float(size), self.direction)),
-            polygons=polys,
-        )
+        return flip_labels(sample.labels, self.direction).with_image(flip_image(sample.image, self.direction))

@@ -1,0 +1,188 @@
+"""Canvases: source images warped into one square image, as data and as OpenCV pixels.
+
+A :class:`TileWarp` says how one source image (or an integer crop of it) is
+warped into a canvas by a 3x3 map; a :class:`CanvasPlan` is the ordered list of
+warps that make one ``size x size`` canvas (one warp for the affine alone, one
+per visible tile for a Mosaic) and the Mosaic's frame clip. The transforms
+decide canvases (:mod:`detaug.transforms.mosaic`, :mod:`detaug.transforms.affine`)
+and :func:`paint_canvas` draws them with OpenCV; a
+:class:`~detaug.plan.SamplePlan` combines canvases into an item.
+
+Coordinates: continuous pixel frames, x right, y down, pixel grid edges at
+integers (pixel ``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``).
+
+>>> w = TileWarp(source=0, crop=(0, 0, 2, 2), matrix=np.eye(3))
+>>> paint_canvas(CanvasPlan((w,)), [np.full((2, 2, 3), 9, np.uint8)], 3, (0, 0, 0))[:, :, 0].tolist()
+[[9, 9, 0], [9, 9, 0], [0, 0, 0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from detaug import geometry
+
+__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "clear_outside_frame", "filled_image"]
+
+
+def filled_image(h: int, w: int, color: tuple[int, int, int]) -> NDArray[np.uint8]:
+    """A new C-contiguous (h, w, 3) uint8 image of one colour (fast: no per-pixel broadcast of a triple).
+
+    >>> filled_image(2, 3, (1, 2, 3))[1, 2].tolist()
+    [1, 2, 3]
+    """
+    if color[0] == color[1] == color[2]:
+        return np.full((h, w, 3), color[0], dtype=np.uint8)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    out.reshape(h, w * 3)[:] = np.tile(np.asarray(color, dtype=np.uint8), w)
+    return out
+
+
+def _matrix(m: ArrayLike, name: str) -> NDArray[np.float64]:
+    a = np.array(m, dtype=np.float64)
+    if a.shape != (3, 3) or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: expected a finite (3, 3) matrix, got shape {a.shape}")
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class TileWarp:
+    """One source image, or a crop of it, warped into a canvas.
+
+    Attributes:
+        source: position in :attr:`SamplePlan.sources` of the image read.
+        crop: (x0, y0, x1, y1) int pixel bounds in that image (as served by
+            the dataset, e.g. resized to its long side); only these pixels are
+            drawn. Non-empty.
+        matrix: (3, 3) float64, read-only: continuous coordinates of the
+            *whole source image* -> the canvas (pixel grid edges at integers).
+        whole: the warp covers the canvas on its own (the affine without
+            Mosaic): every canvas pixel is written, the fill where the
+            pre-image leaves the source. Otherwise only pixels whose pre-image
+            lies inside ``crop`` are written (Mosaic tiles).
+    """
+
+    source: int
+    crop: tuple[int, int, int, int]
+    matrix: NDArray[np.float64]
+    whole: bool = False
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = (int(v) for v in self.crop)
+        if not (0 <= x0 < x1 and 0 <= y0 < y1):
+            raise ValueError(f"crop: expected a non-empty (x0, y0, x1, y1) with 0 <= x0 < x1, 0 <= y0 < y1, got {self.crop}")
+        object.__setattr__(self, "crop", (x0, y0, x1, y1))
+        object.__setattr__(self, "matrix", _matrix(self.matrix, "matrix"))
+        object.__setattr__(self, "source", int(self.source))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.source, self.crop, np.array(self.matrix), self.whole))
+
+
+@dataclass(frozen=True, eq=False)
+class CanvasPlan:
+    """One ``size x size`` canvas: its warps in drawing order and the optional frame clip.
+
+    Attributes:
+        warps: the :class:`TileWarp` drawn, in order (later ones over earlier ones).
+        frame: None, or (3, 3) float64: the Mosaic's map from its square frame
+            ``[0, frame_side]^2`` to the canvas; pixels whose centre lies
+            outside that quad are reset to the fill after drawing.
+        frame_side: side of that square frame (2 * size for a Mosaic).
+    """
+
+    warps: tuple[TileWarp, ...]
+    frame: NDArray[np.float64] | None = None
+    frame_side: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "warps", tuple(self.warps))
+        if self.frame is not None:
+            object.__setattr__(self, "frame", _matrix(self.frame, "frame"))
+            if not self.frame_side > 0:
+                raise ValueError(f"frame_side: expected > 0 with a frame, got {self.frame_side!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        frame = None if self.frame is None else np.array(self.frame)
+        return (type(self), (self.warps, frame, self.frame_side))
+
+
+def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: float, size: int,
+                        fill: tuple[int, int, int]) -> None:
+    """Reset to ``fill``, in place, the pixels of the (size, size, 3) ``out`` whose centre lies outside the frame.
+
+    The frame is the square ``[0, frame_side]^2`` mapped by ``frame`` (3, 3) into ``out``.
+
+    A tile cut by the frame's edge at a fractional tile pixel is drawn from a
+    crop rounded outwards, so it could bleed up to a tile pixel past the frame;
+    this puts the edge back where the frame (and the boxes, which are clipped
+    to it exactly) says. Nothing is done when the frame covers the whole output.
+    """
+    a = np.asarray(frame, dtype=np.float64)
+    s = int(size)
+    two = float(frame_side)
+    corners = np.array([[0.0, 0.0], [two, 0.0], [two, two], [0.0, two]])
+    if not geometry.is_affine(a) and np.any(corners @ a[2, :2] + a[2, 2] <= 1e-9):
+        return  # the frame crosses a perspective horizon: leave it to the warps
+    q = geometry.warp_points(corners, a)
+    edges = np.roll(q, -1, axis=0) - q
+    box = np.array([[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]])
+    # z of edge x (point - start) for every output corner and frame edge; the quad
+    # keeps its orientation, so "inside" is one sign for all four edges
+    cross = edges[None, :, 0] * (box[:, None, 1] - q[None, :, 1]) - edges[None, :, 1] * (box[:, None, 0] - q[None, :, 0])
+    if np.all(cross >= 0) or np.all(cross <= 0):
+        return
+    # per output row, the span of pixel centres inside the convex quad
+    yc = np.arange(s, dtype=np.float64) + 0.5
+    p0, p1 = q, np.roll(q, -1, axis=0)
+    lo, hi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
+    cover = (yc[:, None] >= lo) & (yc[:, None] <= hi) & (hi > lo)
+    dy = np.where(hi > lo, p1[:, 1] - p0[:, 1], 1.0)
+    x = p0[:, 0] + (yc[:, None] - p0[:, 1]) / dy * (p1[:, 0] - p0[:, 0])
+    first = np.ceil(np.where(cover, x, np.inf).min(axis=1) - 0.5)  # first column whose centre is inside
+    last = np.floor(np.where(cover, x, -np.inf).max(axis=1) - 0.5)  # last one
+    first = np.clip(np.nan_to_num(first, posinf=s, neginf=0), 0, s).astype(np.int64)
+    last = np.clip(np.nan_to_num(last, posinf=s - 1, neginf=-1), -1, s - 1).astype(np.int64)
+    row = filled_image(1, s, fill)[0]
+    empty = last < first
+    out[empty] = row
+    for r in np.flatnonzero(~empty & ((first > 0) | (last < s - 1))).tolist():
+        out[r, : first[r]] = row[: first[r]]
+        out[r, last[r] + 1 :] = row[last[r] + 1 :]
+
+
+def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: int,
+                 fill: tuple[int, int, int]) -> NDArray[np.uint8]:
+    """Draw one canvas with OpenCV: (size, size, 3) uint8, a new array.
+
+    Args:
+        canvas: what to draw.
+        images: the source images the warps' ``source`` fields index; not modified.
+        size: the canvas side.
+        fill: (r, g, b) where nothing is drawn.
+
+    A ``whole`` warp is one ``cv2.warpAffine``/``warpPerspective`` with the
+    fill as border; tiles are drawn with :func:`detaug.geometry.warp_into`,
+    each over the output pixels it can reach only (about one warp per output
+    pixel for a whole Mosaic).
+    """
+    warps = canvas.warps
+    if len(warps) == 1 and warps[0].whole:
+        w = warps[0]
+        x0, y0, x1, y1 = w.crop
+        src = images[w.source][y0:y1, x0:x1]
+        out = geometry.warp_image(src, w.matrix @ geometry.translation(x0, y0), (size, size), border_value=fill)
+    else:
+        out = filled_image(size, size, fill)
+        for w in warps:
+            x0, y0, x1, y1 = w.crop
+            geometry.warp_into(out, images[w.source][y0:y1, x0:x1], w.matrix @ geometry.translation(x0, y0))
+    if canvas.frame is not None:
+        clear_outside_frame(out, canvas.frame, canvas.frame_side, size, fill)
+    return out

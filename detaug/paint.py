@@ -1,0 +1,65 @@
+"""Painting a :class:`~detaug.plan.SamplePlan` with OpenCV: the per-sample path.
+
+``MixDataset[i]`` is ``paint(plan, images)`` of ``MixDataset.plan(i)``: the
+same OpenCV calls, in the same order, as the transforms' own ``apply``, so the
+pixels are bit-identical to applying the transforms one by one.
+
+>>> import numpy as np
+>>> from detaug.plan import CanvasPlan, SamplePlan, TileWarp
+>>> from detaug.sample import Labels
+>>> lab = Labels((4, 4), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+>>> half = np.diag([0.5, 0.5, 1.0])
+>>> p = SamplePlan(size=4, fill=(114, 114, 114), sources=(0,), source_sizes=((4, 4),),
+...                canvases=(CanvasPlan((TileWarp(0, (0, 0, 4, 4), half, whole=True),)),), labels=lab)
+>>> img = paint(p, [np.full((4, 4, 3), 7, np.uint8)])
+>>> img[:, :, 0].tolist()
+[[7, 7, 114, 114], [7, 7, 114, 114], [114, 114, 114, 114], [114, 114, 114, 114]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detaug.canvas import paint_canvas
+from detaug.plan import SamplePlan
+from detaug.transforms.cutmix import paste_pixels
+from detaug.transforms.mixup import mixup_pixels
+from detaug.transforms.photometric import apply_hsv, flip_image
+
+__all__ = ["paint"]
+
+
+def _check_images(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> None:
+    if len(images) != plan.num_sources:
+        raise ValueError(f"images: the plan reads {plan.num_sources} sources, got {len(images)} images")
+    for k, (img, hw) in enumerate(zip(images, plan.source_sizes, strict=True)):
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or tuple(img.shape[:2]) != tuple(hw):
+            raise ValueError(f"images: source {k} (dataset index {plan.sources[k]}) should be a {hw[0]}x{hw[1]}x3 "
+                             f"uint8 image, got {img.shape} {img.dtype}")
+
+
+def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
+    """The item's image: (size, size, 3) uint8 RGB, C-contiguous, a new array.
+
+    Args:
+        plan: the item's plan.
+        images: one (h, w, 3) uint8 RGB image per ``plan.sources`` entry, of
+            the size recorded in ``plan.source_sizes``; not modified.
+    """
+    _check_images(plan, images)
+    s, fill = plan.size, plan.fill
+    img = paint_canvas(plan.canvases[0], images, s, fill)
+    if plan.blend is not None:
+        img = mixup_pixels(img, paint_canvas(plan.canvases[plan.blend.canvas], images, s, fill), plan.blend.lam)
+    if plan.paste is not None:
+        img = paste_pixels(img, paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill), plan.paste.rect)
+    if plan.hsv is not None:
+        img = apply_hsv(img, plan.hsv)
+    if plan.flip_lr:
+        img = flip_image(img, "horizontal")
+    if plan.flip_ud:
+        img = flip_image(img, "vertical")
+    return np.ascontiguousarray(img)
