@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch.utils.data
@@ -24,7 +24,7 @@ from detaug.transforms.mixup import MixUp, mixup_labels
 from detaug.transforms.mosaic import Mosaic
 from detaug.transforms.photometric import RandomFlip, RandomHSV, flip_labels
 
-__all__ = ["MixDataset"]
+__all__ = ["MixDataset", "PlannedItem"]
 
 
 class MixDataset(torch.utils.data.Dataset):
@@ -33,9 +33,16 @@ class MixDataset(torch.utils.data.Dataset):
     Pipeline per item, in Ultralytics' order: Mosaic (4 or 9 tiles) fused with
     the random affine -- or the random affine alone, which also letterboxes the
     image to ``img_size`` -- then MixUp and CutMix with partners that went
-    through the same pre-transform, then any ``extra`` transforms (e.g. an
-    :class:`~detaug.transforms.albumentations.AlbumentationsTransform`), HSV
-    jitter and flips. Every output is an ``img_size`` x ``img_size`` Sample.
+    through the same pre-transform, HSV jitter and flips, then any ``extra``
+    transforms (e.g. an
+    :class:`~detaug.transforms.albumentations.AlbumentationsTransform`). Every
+    output is an ``img_size`` x ``img_size`` Sample.
+
+    Plan, then paint: :meth:`plan` decides everything about an item and
+    computes its final labels in numpy (:class:`~detaug.plan.SamplePlan`);
+    ``ds[i]`` paints that plan with OpenCV. With ``output="plan"`` items are
+    :class:`PlannedItem` (the plan and its source images) instead, for a
+    painter on the trainer's device (:mod:`detaug.batch_transforms`).
 
     Randomness: item ``i`` of epoch ``e`` draws everything -- partner indices and
     every parameter -- from ``np.random.SeedSequence([seed, e, i])``, one child
@@ -47,7 +54,10 @@ class MixDataset(torch.utils.data.Dataset):
         dataset: map-style dataset whose items are Samples.
         config: the hyperparameters; default ``AugmentConfig()``.
         seed: the run's seed.
-        extra: single-sample transforms applied after CutMix, before HSV/flips.
+        extra: single-sample transforms applied to the painted sample (they are
+            opaque to a plan: their labels are only known with their pixels).
+        output: ``"sample"`` (painted Samples) or ``"plan"`` (:class:`PlannedItem`;
+            not with ``extra``).
 
     >>> import numpy as np
     >>> from detaug import Sample
@@ -64,6 +74,7 @@ class MixDataset(torch.utils.data.Dataset):
         config: AugmentConfig | None = None,
         seed: int = 0,
         extra: Sequence[Transform[Any]] = (),
+        output: str = "sample",
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise ValueError("dataset: must be a map-style dataset (with __len__ and __getitem__)")
@@ -75,6 +86,11 @@ class MixDataset(torch.utils.data.Dataset):
             raise ValueError(f"config: expected an AugmentConfig, got {type(config).__name__}")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+        if output not in ("sample", "plan"):
+            raise ValueError(f"output: expected 'sample' or 'plan', got {output!r}")
+        if output == "plan" and extra:
+            raise ValueError("output: 'plan' cannot carry extra transforms (a plan holds no opaque pixel ops)")
+        self.output = output
         self.dataset = dataset
         self.config = config
         self.seed = int(seed)
@@ -215,15 +231,18 @@ class MixDataset(torch.utils.data.Dataset):
         plan = self._plan(key, sources)
         return plan, [sources.get(j).image for j in plan.sources]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample | PlannedItem:
         """Item ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair.
 
         The pair is what :class:`~detaug.sampler.EpochSampler` yields: the key
         itself says which epoch's sample is asked for, so no worker needs to be
         told. The sample is the plan of ``key`` painted with OpenCV
-        (:func:`detaug.paint.paint`), then the ``extra`` transforms.
+        (:func:`detaug.paint.paint`), then the ``extra`` transforms; with
+        ``output="plan"``, the :class:`PlannedItem` unpainted.
         """
         plan, images = self.plan_with_images(key)
+        if self.output == "plan":
+            return PlannedItem(plan, tuple(images))
         sample = plan.labels.with_image(paint(plan, images))
         if self.extra:
             r_post = self.streams(sample.meta["index"], sample.meta["epoch"])[3]
@@ -231,6 +250,13 @@ class MixDataset(torch.utils.data.Dataset):
             for t in self.extra:
                 sample = t(sample, r_post)
         return sample
+
+
+class PlannedItem(NamedTuple):
+    """An item planned but not painted: its plan and source images (aligned with ``plan.sources``)."""
+
+    plan: SamplePlan
+    images: tuple[NDArray[np.uint8], ...]
 
 
 class _Sources:
