@@ -152,16 +152,26 @@ class AugmentConfig:
 
         Args:
             values: field names (or Ultralytics aliases such as ``imgsz``) to values.
+                ``imgsz``/``img_size`` may be a list or tuple ``[h, w]``, as Ultralytics
+                accepts: the output side is its largest value (what Ultralytics'
+                trainer trains at for a list); a one-element list is that side.
             strict: unknown keys raise ValueError naming them; with ``strict=False``
                 they are kept in ``extra`` (an Ultralytics ``default.yaml`` has many
                 keys that are not augmentation settings).
+
+        >>> AugmentConfig.from_dict({"imgsz": [480, 640], "mixup": 0.1}).img_size
+        640
         """
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in values.items():
             name = _ALIASES.get(key, key)
-            if name in known:
+            if name == "img_size" and isinstance(value, (list, tuple)):
+                if not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                    raise ValueError(f"{key} must be an int or a list of ints, got {value!r}")
+                kwargs[name] = max(value)
+            elif name in known:
                 kwargs[name] = tuple(value) if isinstance(value, list) else value
             else:
                 extra[key] = value

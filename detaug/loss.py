@@ -1,49 +1,46 @@
 """Per-object loss weights in a YOLO (task-aligned assigner) loss.
 
 MixUp and CutMix lower the weight of each object (``lam * w``, ``(1 - lam) * w``,
-``visible * w``). A YOLOv8-style loss uses them after the assigner has matched
-anchors to ground-truth objects: every foreground anchor takes the weight of
-the object it was assigned, and that weight scales
+``visible * w``). A YOLOv8-style loss can use them after its assigner has
+matched anchors to ground-truth objects: every foreground anchor takes the
+weight of the object it was assigned (background anchors take 1). What the
+weight then multiplies is the *weighting*; detaug offers two:
 
-- its classification target (``target_scores``, (B, A, C)), and
-- its box-loss terms (IoU and DFL; Ultralytics weights those by
-  ``target_scores.sum(-1)``, so scaling the scores scales them too; a loss with
-  separate per-anchor box weights passes them as ``box_terms``).
+``"loss"`` (the default; "Bag of Freebies", Zhang et al. 2019)
+    Each object's loss terms are multiplied by its weight: the classification
+    BCE of its anchors (all classes) and their box terms (IoU and DFL). The
+    targets and the loss's normaliser (Ultralytics' ``target_scores.sum()``)
+    stay the native ones. So an object of weight ``w`` pulls ``w`` times as
+    hard, towards the same target; with every weight 1 the loss is the native
+    one bit for bit; with every weight ``w`` the box and DFL losses are exactly
+    ``w`` times the native ones and the classification loss is
+    ``background + w * foreground`` (background anchors are untouched).
 
-Background anchors are not touched (their target is 0 whatever the weight).
+``"targets"`` (detaug's earlier behaviour)
+    The assigner's target scores (B, A, C) of the object's anchors are
+    multiplied by its weight. That also lowers the classification *target*
+    (the model is taught to score a weight-``w`` object ``w``), and since
+    Ultralytics normalises by ``target_scores.sum()``, a weight only acts
+    relative to the batch's others: with every weight ``w`` the box and DFL
+    losses are unchanged, and the classification loss *rises* (its targets
+    shrink while the BCE on background anchors is divided by a smaller sum).
 
-The pieces are pure functions:
+The pieces here are pure functions, with no Ultralytics import:
 
 - :func:`padded_gt_weights`: flat ``batch_idx``/``weights`` (M,) -> (B, max_obj),
   in the same slots as the loss's padded ground-truth tensor (objects of an
   image in their order);
 - :func:`anchor_weights`: (B, A) weight of each anchor's matched object;
-- :func:`weight_targets`: the scaled targets.
+- :func:`weight_targets`: any per-anchor tensors scaled by those weights (the
+  target scores for ``"targets"``; per-anchor loss terms for ``"loss"``);
+- :class:`WeightedAssigner`: wraps an assigner with Ultralytics'
+  ``TaskAlignedAssigner`` signature, records the anchor weights of each call
+  and, for ``"targets"``, weights its target scores.
 
-:class:`WeightedAssigner` wraps any assigner with Ultralytics'
-``TaskAlignedAssigner`` call signature so that its ``target_scores`` come out
-weighted; :func:`weighted_v8_detection_loss` builds the matching subclass of
-Ultralytics' ``v8DetectionLoss`` when Ultralytics is installed (it is not a
-dependency of detaug). The pattern, for a trainer whose batches carry
-``batch["weights"]`` (see :meth:`detaug.batch.Batch.to_yolo`)::
-
-    from ultralytics.models.yolo.detect import DetectionTrainer
-    from detaug.loss import weighted_v8_detection_loss
-
-    WeightedLoss = weighted_v8_detection_loss()
-
-    class Trainer(DetectionTrainer):
-        def get_model(self, *args, **kwargs):
-            model = super().get_model(*args, **kwargs)
-            model.init_criterion = lambda: WeightedLoss(model)
-            return model
-
-``WeightedLoss.__call__(preds, batch)`` hands ``batch["batch_idx"]`` and
-``batch["weights"]`` to its wrapped assigner and otherwise runs Ultralytics'
-own loss unchanged. Note Ultralytics normalises by ``target_scores.sum()``,
-which then includes the weights: an object's weight acts relative to the
-other objects of the batch (a batch whose weights are all ``w`` trains as if
-they were 1).
+Ultralytics' own losses (``v8DetectionLoss`` for YOLOv8/YOLO11, ``E2ELoss`` for
+YOLO26) get their weighted subclasses in
+:mod:`detaug.integrations.ultralytics` (``WeightedDetectionLoss``,
+``WeightedE2ELoss``); ``DetaugTrainer`` installs them.
 
 >>> import torch
 >>> gt_w = padded_gt_weights(torch.tensor([0, 1, 1]), torch.tensor([0.5, 1.0, 0.25]), batch_size=2)
@@ -64,12 +61,32 @@ from typing import Any
 import torch
 
 __all__ = [
+    "WEIGHTINGS",
+    "check_weighting",
     "padded_gt_weights",
     "anchor_weights",
     "weight_targets",
     "WeightedAssigner",
     "weighted_v8_detection_loss",
 ]
+
+#: The weightings a loss weight can have (see the module docstring); the first is the default.
+WEIGHTINGS = ("loss", "targets")
+
+
+def check_weighting(weighting: Any, name: str = "weighting") -> str:
+    """``weighting`` if it is one of :data:`WEIGHTINGS`, else ValueError naming ``name``.
+
+    >>> check_weighting("loss")
+    'loss'
+    >>> check_weighting("scores", name="object_weighting")
+    Traceback (most recent call last):
+    ...
+    ValueError: object_weighting: expected one of ('loss', 'targets'), got 'scores'
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"{name}: expected one of {WEIGHTINGS}, got {weighting!r}")
+    return str(weighting)
 
 
 def padded_gt_weights(
@@ -126,6 +143,9 @@ def anchor_weights(fg_mask: torch.Tensor, target_gt_idx: torch.Tensor, gt_weight
         fg_mask: (B, A) bool, the assigner's foreground anchors.
         target_gt_idx: (B, A) int64 index into the padded objects of each image.
         gt_weights: (B, max_obj) per-object weights (:func:`padded_gt_weights`).
+
+    Returns:
+        (B, A) in ``gt_weights``' dtype and device.
     """
     if gt_weights.shape[1] == 0:
         return torch.ones(fg_mask.shape, dtype=gt_weights.dtype, device=gt_weights.device)
@@ -141,10 +161,11 @@ def weight_targets(
     gt_weights: torch.Tensor,
     *box_terms: torch.Tensor,
 ) -> tuple[torch.Tensor, ...]:
-    """Scale each anchor's targets by the weight of the object it was assigned.
+    """Scale each anchor's targets (or loss terms) by the weight of the object it was assigned.
 
     Args:
-        target_scores: (B, A, C) classification targets from the assigner.
+        target_scores: (B, A, C) classification targets from the assigner (or
+            any (B, A, ...) per-anchor tensor, e.g. a per-anchor BCE).
         fg_mask: (B, A) bool foreground anchors.
         target_gt_idx: (B, A) matched object index into ``gt_weights``' columns.
         gt_weights: (B, max_obj) per-object weights (:func:`padded_gt_weights`).
@@ -166,22 +187,37 @@ def weight_targets(
 
 
 class WeightedAssigner:
-    """Wrap a task-aligned assigner so its ``target_scores`` carry per-object weights.
+    """Wrap a task-aligned assigner: record each call's anchor weights; for ``"targets"``, apply them.
 
     The wrapped callable must have Ultralytics' ``TaskAlignedAssigner``
     signature ``(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes,
     mask_gt)`` and return ``(target_labels, target_bboxes, target_scores,
     fg_mask, target_gt_idx)``. Before each loss call, :meth:`set_weights`
     with the batch's flat ``batch_idx``/``weights``; the padded weights are
-    built to the width of ``gt_labels`` (B, max_obj, 1). Without weights set
-    it passes the assigner's output through unchanged.
+    built to the width of ``gt_labels`` (B, max_obj, 1).
+
+    Args:
+        assigner: the assigner to wrap.
+        weighting: ``"loss"`` (default): outputs pass through unchanged and
+            :attr:`last_anchor_weights` holds the (B, A) weights for the loss
+            to multiply its per-anchor terms by. ``"targets"``: the returned
+            ``target_scores`` are multiplied by them (see the module docstring).
+
+    Attributes:
+        last_anchor_weights: (B, A) float32 weight of each anchor in the last
+            call made with weights set (1 on background), else ``None``; a
+            loss using it sets it to ``None`` before each call.
+
+    Without weights set it passes the assigner's output through unchanged.
     """
 
-    def __init__(self, assigner: Callable[..., Any]) -> None:
+    def __init__(self, assigner: Callable[..., Any], weighting: str = WEIGHTINGS[0]) -> None:
         if not callable(assigner):
             raise ValueError(f"assigner must be callable, got {type(assigner).__name__}")
         self.assigner = assigner
+        self.weighting = check_weighting(weighting)
         self._flat: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_anchor_weights: torch.Tensor | None = None
 
     def set_weights(self, batch_idx: torch.Tensor | None, weights: torch.Tensor | None) -> None:
         """Use these (M,) per-object weights for the next calls (``None`` clears)."""
@@ -205,39 +241,22 @@ class WeightedAssigner:
             batch_size=target_scores.shape[0],
             max_objects=int(gt_labels.shape[1]),
         )
-        (target_scores,) = weight_targets(target_scores, fg_mask, target_gt_idx, gt_w)
+        self.last_anchor_weights = anchor_weights(fg_mask, target_gt_idx, gt_w)
+        if self.weighting == "targets":
+            (target_scores,) = weight_targets(target_scores, fg_mask, target_gt_idx, gt_w)
         return target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx
 
 
 def weighted_v8_detection_loss() -> type:
-    """A subclass of Ultralytics' ``v8DetectionLoss`` that applies ``batch["weights"]``.
-
-    Created on call, so detaug does not need Ultralytics. The subclass wraps
-    ``self.assigner`` in a :class:`WeightedAssigner` and, in ``__call__``,
-    gives it the batch's ``batch_idx`` and ``weights`` (when the batch has
-    them); everything else is Ultralytics' loss. See the module docstring for
-    how to plug it into a trainer.
+    """:class:`detaug.integrations.ultralytics.WeightedDetectionLoss` (kept for older code).
 
     Raises:
         ImportError: if Ultralytics is not installed.
     """
     try:
-        from ultralytics.utils.loss import v8DetectionLoss
+        import ultralytics  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("weighted_v8_detection_loss needs the optional package 'ultralytics'") from e
+    from detaug.integrations.ultralytics.losses import WeightedDetectionLoss
 
-    class WeightedV8DetectionLoss(v8DetectionLoss):  # type: ignore[misc, valid-type]
-        """Ultralytics' v8DetectionLoss with per-object weights (``batch["weights"]``)."""
-
-        def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
-            super().__init__(model, *args, **kwargs)
-            self.assigner = WeightedAssigner(self.assigner)
-
-        def __call__(self, preds: Any, batch: dict[str, Any]) -> Any:
-            self.assigner.set_weights(batch.get("batch_idx"), batch.get("weights"))
-            try:
-                return super().__call__(preds, batch)
-            finally:
-                self.assigner.set_weights(None, None)
-
-    return WeightedV8DetectionLoss
+    return WeightedDetectionLoss

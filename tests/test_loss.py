@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from detaug.loss import (
+    WEIGHTINGS,
     WeightedAssigner,
     anchor_weights,
+    check_weighting,
     padded_gt_weights,
     weight_targets,
     weighted_v8_detection_loss,
@@ -115,10 +117,10 @@ class FakeAssigner:
         return self.out
 
 
-def test_weighted_assigner_wraps_a_task_aligned_assigner():
+def test_weighted_assigner_targets_weighting_scales_target_scores():
     g = torch.Generator().manual_seed(3)
     scores, fg, gt_idx = random_assignment(g, b=2, a=30, c=2, max_obj=4)
-    wrapped = WeightedAssigner(FakeAssigner(scores, fg, gt_idx))
+    wrapped = WeightedAssigner(FakeAssigner(scores, fg, gt_idx), weighting="targets")
     assert wrapped.topk == 10  # attributes of the wrapped assigner stay visible
     gt_labels = torch.zeros(2, 4, 1)
     args = (None, None, None, gt_labels, None, None)
@@ -127,11 +129,35 @@ def test_weighted_assigner_wraps_a_task_aligned_assigner():
     weights = torch.tensor([1.0, 0.5, 0.2, 1.0, 0.7])
     wrapped.set_weights(batch_idx, weights)
     out = wrapped(*args)
-    expect = weight_targets(scores, fg, gt_idx, padded_gt_weights(batch_idx, weights, 2, max_objects=4))[0]
+    gt_w = padded_gt_weights(batch_idx, weights, 2, max_objects=4)
+    expect = weight_targets(scores, fg, gt_idx, gt_w)[0]
     assert torch.equal(out[2], expect) and out[3] is fg and out[4] is gt_idx
     assert not torch.equal(out[2], scores)
+    assert torch.equal(wrapped.last_anchor_weights, anchor_weights(fg, gt_idx, gt_w))
     wrapped.set_weights(None, None)
     assert wrapped(*args)[2] is scores
+
+
+def test_weighted_assigner_loss_weighting_keeps_targets_and_records_anchor_weights():
+    g = torch.Generator().manual_seed(4)
+    scores, fg, gt_idx = random_assignment(g, b=2, a=30, c=2, max_obj=4)
+    wrapped = WeightedAssigner(FakeAssigner(scores, fg, gt_idx))
+    assert wrapped.weighting == WEIGHTINGS[0] == "loss"
+    assert wrapped.last_anchor_weights is None
+    batch_idx = torch.tensor([0, 0, 1, 1, 1])
+    weights = torch.tensor([1.0, 0.5, 0.2, 1.0, 0.7])
+    wrapped.set_weights(batch_idx, weights)
+    out = wrapped(None, None, None, torch.zeros(2, 4, 1), None, None)
+    assert out[2] is scores  # the targets are Ultralytics' own
+    aw = wrapped.last_anchor_weights
+    assert aw.shape == (2, 30) and (aw[~fg] == 1).all()
+    assert torch.equal(aw, anchor_weights(fg, gt_idx, padded_gt_weights(batch_idx, weights, 2, max_objects=4)))
+
+
+def test_weighting_is_checked():
+    assert check_weighting("targets") == "targets"
+    with pytest.raises(ValueError, match="weighting"):
+        WeightedAssigner(FakeAssigner(*random_assignment(torch.Generator().manual_seed(0))), weighting="scores")
 
 
 def test_weighted_assigner_rejects_non_callable():
@@ -143,11 +169,3 @@ def test_weighted_assigner_rejects_non_callable():
 def test_ultralytics_subclass_needs_ultralytics():
     with pytest.raises(ImportError, match="ultralytics"):
         weighted_v8_detection_loss()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="ultralytics is not installed")
-def test_ultralytics_subclass_is_a_v8_detection_loss():
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    cls = weighted_v8_detection_loss()
-    assert issubclass(cls, v8DetectionLoss)

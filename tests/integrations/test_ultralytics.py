@@ -24,7 +24,7 @@ PER_SAMPLE_SPEC = {
     "batch_idx": (torch.Tensor, torch.float32, lambda n, h, w: (n,)),
     "weights": (torch.Tensor, torch.float32, lambda n, h, w: (n,)),
 }
-PER_SAMPLE_META = {"im_file": str, "ori_shape": tuple, "resized_shape": tuple, "ratio_pad": tuple}
+PER_SAMPLE_META = {"im_file": str, "ori_shape": tuple, "resized_shape": tuple, "ratio_pad": tuple, "detaug": dict}
 # key -> (dtype, shape with b images, m objects)
 BATCH_SPEC = {
     "img": (torch.uint8, lambda b, m, h, w: (b, 3, h, w)),
