@@ -11,7 +11,7 @@ flipud, fliplr, hsv_h, hsv_s, hsv_v, close_mosaic``), so an Ultralytics
 >>> AugmentConfig(mixup=1.5)
 Traceback (most recent call last):
 ...
-ValueError: mixup must be a probability in [0, 1], got 1.5
+ValueError: mixup must be in [0.0, 1.0] (probability), got 1.5
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
+from detaug.transforms.limits import LIMITS, check_img_size, check_range
+
 __all__ = ["AugmentConfig"]
 
-_PROBABILITIES = ("mosaic", "mosaic9", "mixup", "cutmix", "flipud", "fliplr")
 # Keys of an Ultralytics hyp/default yaml whose name differs from ours.
 _ALIASES = {"imgsz": "img_size"}
 
@@ -106,26 +107,14 @@ class AugmentConfig:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in _PROBABILITIES:
-            _check(name, getattr(self, name), 0.0, 1.0, "a probability in [0, 1]")
-        _check("degrees", self.degrees, 0.0, 180.0, "in [0, 180]")
-        _check("translate", self.translate, 0.0, 0.5, "in [0, 0.5]")
-        _check("scale", self.scale, 0.0, 0.99, "in [0, 0.99] (the range is 1 - scale .. 1 + scale)")
-        _check("shear", self.shear, 0.0, 45.0, "in [0, 45] degrees")
-        _check("perspective", self.perspective, 0.0, 0.01, "in [0, 0.01]")
-        for name in ("hsv_h", "hsv_s", "hsv_v"):
-            _check(name, getattr(self, name), 0.0, 1.0, "in [0, 1]")
+        for name in LIMITS:
+            check_range(name, getattr(self, name))
         for name in ("mixup_alpha", "mixup_beta", "cutmix_alpha"):
             v = getattr(self, name)
             if not _is_number(v) or not v > 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        _check("min_size", self.min_size, 0.0, math.inf, ">= 0")
-        _check("min_area_ratio", self.min_area_ratio, 0.0, 1.0, "in [0, 1]")
-        _check("max_aspect_ratio", self.max_aspect_ratio, 1.0, math.inf, ">= 1")
-        _check("min_visible", self.min_visible, 0.0, 1.0, "in [0, 1]")
         _check("border_value", self.border_value, 0, 255, "in [0, 255]")
-        if not isinstance(self.img_size, int) or isinstance(self.img_size, bool) or self.img_size < 32:
-            raise ValueError(f"img_size must be an int >= 32, got {self.img_size!r}")
+        check_img_size(self.img_size)
         if not isinstance(self.close_mosaic, int) or self.close_mosaic < 0:
             raise ValueError(f"close_mosaic must be an int >= 0, got {self.close_mosaic!r}")
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):

@@ -11,9 +11,9 @@ from detaug.config import AugmentConfig
     "field, value",
     [
         ("mosaic", -0.1), ("mixup", 1.01), ("cutmix", "a"), ("fliplr", 2), ("degrees", -1),
-        ("translate", 0.9), ("scale", 1.0), ("shear", 90), ("perspective", 0.5), ("hsv_s", 1.5),
+        ("translate", 1.5), ("scale", 1.0), ("shear", 90), ("perspective", 0.5), ("hsv_s", 1.5),
         ("mixup_alpha", 0), ("cutmix_alpha", float("inf")), ("min_area_ratio", 2), ("max_aspect_ratio", 0.5),
-        ("min_visible", -0.1), ("img_size", 8), ("close_mosaic", -1), ("epochs", 0),
+        ("min_visible", -0.1), ("img_size", 1), ("close_mosaic", -1), ("epochs", 0),
         ("mosaic_center", (1.5, 0.5)), ("weight_by_visibility", 1), ("border_value", 300),
     ],
 )
@@ -47,3 +47,21 @@ def test_close_mosaic_schedule():
     cfg = AugmentConfig(epochs=20, close_mosaic=5)
     assert [cfg.mixing_active(e) for e in (0, 14, 15, 19)] == [True, True, False, False]
     assert AugmentConfig().mixing_active(10**6)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("degrees", 180.0), ("degrees", 180.5), ("translate", 1.0), ("translate", 1.01), ("shear", 89.0),
+     ("shear", 89.5), ("perspective", 0.1), ("perspective", 0.11), ("scale", 0.99), ("scale", 0.995)],
+)
+def test_config_and_transform_accept_the_same_ranges(field, value):
+    from detaug.transforms.affine import RandomAffine
+
+    def accepts(make):
+        try:
+            make()
+        except ValueError:
+            return False
+        return True
+
+    assert accepts(lambda: AugmentConfig(**{field: value})) == accepts(lambda: RandomAffine(**{field: value}))

@@ -36,6 +36,7 @@ from detaug.boxes import flatten_polygons
 from detaug.canvas import filled_image
 from detaug.sample import Polygons, Sample
 from detaug.transforms.base import BoxFilter, Transform
+from detaug.transforms.limits import check_range
 
 __all__ = [
     "AffineParams",
@@ -82,15 +83,6 @@ def as_border_value(value: BorderValue, name: str = "border_value") -> tuple[int
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in vals):
         raise ValueError(f"{name} must be ints in [0, 255], got {value!r}")
     return int(vals[0]), int(vals[1]), int(vals[2])  # type: ignore[call-overload]
-
-
-def _check_range(name: str, value: object, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-    return v
 
 
 # ----------------------------------------------------------------------------- params
@@ -353,23 +345,21 @@ class RandomAffine(Transform[AffineParams]):
         border_value: BorderValue = 114,
         box_filter: BoxFilter = BoxFilter(),  # noqa: B008 (frozen, immutable default)
     ) -> None:
-        self.degrees = _check_range("degrees", degrees, 0.0, 180.0)
-        self.translate = _check_range("translate", translate, 0.0, 1.0)
+        self.degrees = check_range("degrees", degrees)
+        self.translate = check_range("translate", translate)
         if isinstance(scale, Sequence) and not isinstance(scale, str):
             if len(scale) != 2:
                 raise ValueError(f"scale must be a float or a (min, max) pair, got {scale!r}")
-            lo = _check_range("scale", scale[0], 0.0, math.inf)
-            hi = _check_range("scale", scale[1], 0.0, math.inf)
-            if not (0 < lo <= hi):
+            lo, hi = (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+                      for v in scale)
+            if not (0 < lo <= hi < math.inf):
                 raise ValueError(f"scale (min, max) must satisfy 0 < min <= max, got {scale!r}")
         else:
-            s = _check_range("scale", scale, 0.0, 1.0)
-            if s >= 1.0:
-                raise ValueError(f"scale must be in [0, 1) (the range is 1 - scale .. 1 + scale), got {scale!r}")
+            s = check_range("scale", scale)
             lo, hi = 1.0 - s, 1.0 + s
         self.scale_range: tuple[float, float] = (lo, hi)
-        self.shear = _check_range("shear", shear, 0.0, 89.0)
-        self.perspective = _check_range("perspective", perspective, 0.0, 0.1)
+        self.shear = check_range("shear", shear)
+        self.perspective = check_range("perspective", perspective)
         self.out_size = as_size(out_size, "out_size")
         self.border_value = as_border_value(border_value)
         if not isinstance(box_filter, BoxFilter):

@@ -93,6 +93,7 @@ from detaug.transforms.affine import (
     warp_labels,
 )
 from detaug.transforms.base import BoxFilter, MixTransform
+from detaug.transforms.limits import check_img_size
 
 __all__ = ["Mosaic", "MosaicParams", "TilePlacement"]
 
@@ -272,8 +273,7 @@ class Mosaic(MixTransform[MosaicParams]):
     ) -> None:
         if isinstance(n, bool) or n not in (4, 9):
             raise ValueError(f"n must be 4 or 9, got {n!r}")
-        if isinstance(img_size, bool) or not isinstance(img_size, (int, np.integer)) or img_size < 2:
-            raise ValueError(f"img_size must be an int >= 2, got {img_size!r}")
+        check_img_size(img_size)
         try:
             lo, hi = (float(v) for v in center_range)
         except (TypeError, ValueError):
