@@ -11,7 +11,7 @@ names the file and, for label rows, the line.
 Problem kinds (``KINDS`` maps each to its severity and meaning):
 
 >>> sorted(k for k, (sev, _) in KINDS.items() if sev == "warning")
-['clipped']
+['clipped', 'hidden_file', 'orphan_label', 'symlink_loop']
 >>> r = Report(source="data.yaml")
 >>> r.add(Problem(BAD_CLASS, "labels/a.txt", 3, "class id 7 >= nc=5"))
 >>> r.add(Problem(CLIPPED, "labels/a.txt", 4, "x2=1.0004 clipped to 1"))
@@ -51,6 +51,11 @@ TOO_SMALL = "too_small"
 TOO_LARGE = "too_large"
 SIZE_MISMATCH = "size_mismatch"
 DECODE_FAILED = "decode_failed"
+CORRUPT = "corrupt"
+UNLISTABLE = "unlistable"
+SYMLINK_LOOP = "symlink_loop"
+HIDDEN_FILE = "hidden_file"
+ORPHAN_LABEL = "orphan_label"
 # --- kinds: label rows / annotations ------------------------------------------------------
 COLUMNS = "columns"
 NON_NUMERIC = "non_numeric"
@@ -74,14 +79,21 @@ DUPLICATE_ID = "duplicate_id"
 KINDS: dict[str, tuple[Severity, str]] = {
     MISSING_FILE: ("error", "image file does not exist; image skipped"),
     EMPTY_FILE: ("error", "zero-byte image file; image skipped"),
-    UNREADABLE: ("error", "file could not be read (permissions, encoding, not a file); skipped"),
+    UNREADABLE: ("error", "file could not be read (permissions, encoding, not a regular file); skipped"),
     NOT_IMAGE: ("error", "file content is not a decodable image; image skipped"),
     TRUNCATED: ("error", "image file is truncated; image skipped"),
     UNSUPPORTED_FORMAT: ("error", "file suffix is not a supported image format; skipped"),
     TOO_SMALL: ("error", "image side below min_image_side; image skipped"),
-    TOO_LARGE: ("error", "image has more than max_pixels pixels (decompression bomb); skipped"),
+    TOO_LARGE: ("error", "image over max_pixels (decompression bomb), or file over its byte limit "
+                "(max_image_bytes / max_label_bytes); skipped"),
     SIZE_MISMATCH: ("error", "image size differs from the size the annotations declare; skipped"),
-    DECODE_FAILED: ("error", "image failed to decode while training; replaced by another index"),
+    DECODE_FAILED: ("error", "image failed to decode after the scan; replaced by another index "
+                    "(strict mode raises)"),
+    CORRUPT: ("error", "image data is corrupt (the decoder reported it; full_decode=True); skipped"),
+    UNLISTABLE: ("error", "folder cannot be listed (permissions, I/O error); its images are not used"),
+    SYMLINK_LOOP: ("warning", "folder reached again through a symlink; its files are listed once"),
+    HIDDEN_FILE: ("warning", "image whose name starts with '.'; not used"),
+    ORPHAN_LABEL: ("warning", "label file without an image (or not named '<image stem>.txt'); not used"),
     COLUMNS: ("error", "label row has a wrong number of columns; row dropped"),
     NON_NUMERIC: ("error", "label row has a non-numeric value; row dropped"),
     NON_FINITE: ("error", "label row has NaN or inf; row dropped"),

@@ -26,7 +26,6 @@ Rows are ``cls cx cy w h`` (normalised) or polygons ``cls x1 y1 ... xk yk``
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from contextlib import closing
@@ -38,7 +37,9 @@ import numpy as np
 import yaml
 
 from detaug.io import validate as V
+from detaug.io.files import FileProblem, read_regular_file, walk_files
 from detaug.io.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     IMAGE_SUFFIXES,
@@ -50,21 +51,28 @@ from detaug.io.images import (
 )
 from detaug.io.labels import ImageLabels, LabelTable, ScanResult
 from detaug.io.validate import DatasetError, Problem, ProblemSink, Report
+from detaug.io.yolo_txt import (
+    DEFAULT_MAX_LABEL_BYTES,
+    DEFAULT_TOLERANCE,
+    ROUNDING_EPS,
+    parse_label_text,
+    read_label_file,
+)
 
 __all__ = [
+    "DEFAULT_MAX_LABEL_BYTES",
+    "DEFAULT_TOLERANCE",
+    "ROUNDING_EPS",
     "DataConfig",
     "load_data_yaml",
     "image_to_label_path",
     "list_images",
     "parse_label_text",
     "read_label_file",
+    "report_orphan_labels",
     "scan_yolo",
 ]
 
-DEFAULT_TOLERANCE = 1e-3
-#: Overshoot up to this is rounding noise of 6-decimal label text (cx + w/2 can
-#: exceed 1 by ~7.5e-7): clipped without a ``clipped`` warning.
-ROUNDING_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def _parse_names(names: Any, nc: Any, file: Path) -> list[str]:
     if names is None:
         if nc is None:
             raise DatasetError(f"{file}: the data yaml has neither 'names' nor 'nc'")
-        if not isinstance(nc, int) or nc <= 0:
+        if isinstance(nc, bool) or not isinstance(nc, int) or nc <= 0:
             raise DatasetError(f"{file}: 'nc' must be a positive integer, got {nc!r}")
         return [f"class{i}" for i in range(nc)]
     if isinstance(names, dict):
@@ -114,6 +122,8 @@ def _parse_names(names: Any, nc: Any, file: Path) -> list[str]:
         raise DatasetError(f"{file}: 'names' must be a list or a mapping id -> name, got {type(names).__name__}")
     if not out:
         raise DatasetError(f"{file}: 'names' is empty")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int)):
+        raise DatasetError(f"{file}: 'nc' must be an integer, got {nc!r} ({type(nc).__name__})")
     if nc is not None and nc != len(out):
         raise DatasetError(f"{file}: 'nc' is {nc} but 'names' has {len(out)} entries")
     return out
@@ -130,11 +140,12 @@ def load_data_yaml(path: str | os.PathLike[str]) -> DataConfig:
     """
     file = Path(path)
     try:
-        with open(file, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{file}: data yaml not found") from None
-    except (OSError, UnicodeDecodeError) as e:
+        raw = yaml.safe_load(read_regular_file(file, max_bytes=DEFAULT_MAX_LABEL_BYTES).decode("utf-8-sig"))
+    except FileProblem as e:
+        if e.kind == V.MISSING_FILE:
+            raise DatasetError(f"{file}: data yaml not found") from None
+        raise DatasetError(f"{file}: cannot read data yaml: {e.detail}") from None
+    except UnicodeDecodeError as e:
         raise DatasetError(f"{file}: cannot read data yaml: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -184,20 +195,49 @@ def image_to_label_path(image_path: str | os.PathLike[str]) -> Path:
 
 def _scan_folder(folder: Path, sink: ProblemSink) -> list[Path]:
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            p = Path(dirpath) / name
-            suffix = p.suffix.lower()
+    for p in walk_files(folder, lambda kind, path, msg: sink.add(kind, path, None, msg)):
+        suffix = p.suffix.lower()
+        if p.name.startswith("."):
             if suffix in IMAGE_SUFFIXES:
-                out.append(p)
-            elif suffix in KNOWN_UNSUPPORTED_SUFFIXES:
-                sink.add(V.UNSUPPORTED_FORMAT, p, None,
-                         f"suffix {p.suffix!r} is not a supported image format (supported: "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+                sink.add(V.HIDDEN_FILE, p, None, "hidden image (name starts with '.'); not used")
+        elif suffix in IMAGE_SUFFIXES:
+            out.append(p)
+        elif suffix in KNOWN_UNSUPPORTED_SUFFIXES:
+            sink.add(V.UNSUPPORTED_FORMAT, p, None,
+                     f"suffix {p.suffix!r} is not a supported image format (supported: "
+                     f"{', '.join(sorted(IMAGE_SUFFIXES))})")
     return out
+
+
+def report_orphan_labels(images: Sequence[Path], sink: ProblemSink) -> int:
+    """Report label files (``*.txt`` in any case) in the images' label folders that no image uses.
+
+    Only label folders that differ from the image folders are looked at (a
+    ``.txt`` next to the images may be an image list). A ``x.TXT`` whose image
+    ``x.jpg`` exists gets a message saying the label must be named ``x.txt``.
+
+    Returns:
+        The number of orphan label files (each reported as ``orphan_label``).
+    """
+    used = {os.path.normcase(os.path.normpath(str(image_to_label_path(p)))) for p in images}
+    folders = sorted({image_to_label_path(p).parent for p in images} - {p.parent for p in images})
+    n = 0
+    for folder in folders:
+        try:
+            with os.scandir(folder) as it:
+                names = sorted(e.name for e in it if e.name.lower().endswith(".txt") and e.is_file())
+        except OSError:
+            continue  # no label folder: background images
+        for name in names:
+            p = folder / name
+            if os.path.normcase(os.path.normpath(str(p))) in used:
+                continue
+            n += 1
+            exact = os.path.normcase(os.path.normpath(str(p.with_suffix(".txt"))))
+            hint = (f" (the label of that image must be named {p.stem}.txt, with a lower-case suffix)"
+                    if not name.endswith(".txt") and exact in used else "")
+            sink.add(V.ORPHAN_LABEL, p, None, f"label file has no image; not used{hint}")
+    return n
 
 
 def list_images(entries: Sequence[str | os.PathLike[str]], sink: ProblemSink | None = None) -> list[Path]:
@@ -219,9 +259,8 @@ def list_images(entries: Sequence[str | os.PathLike[str]], sink: ProblemSink | N
             out += _scan_folder(e, sink)
         elif e.suffix.lower() == ".txt" and e.is_file():
             try:
-                with open(e, encoding="utf-8-sig") as f:
-                    lines = f.read().splitlines()
-            except (OSError, UnicodeDecodeError) as err:
+                lines = read_regular_file(e, max_bytes=DEFAULT_MAX_LABEL_BYTES).decode("utf-8-sig").splitlines()
+            except (FileProblem, UnicodeDecodeError) as err:
                 raise DatasetError(f"{e}: cannot read image list: {err}") from None
             for lineno, line in enumerate(lines, 1):
                 s = line.strip()
@@ -239,6 +278,8 @@ def list_images(entries: Sequence[str | os.PathLike[str]], sink: ProblemSink | N
                 sink.add(V.UNSUPPORTED_FORMAT, e, None, f"suffix {e.suffix!r} is not a supported image format")
             else:
                 out.append(e)
+        elif e.exists():
+            raise DatasetError(f"{e}: not a folder, an image list or an image file")
         else:
             raise DatasetError(f"{e}: image folder / list does not exist")
     seen: set[str] = set()
@@ -249,143 +290,6 @@ def list_images(entries: Sequence[str | os.PathLike[str]], sink: ProblemSink | N
             seen.add(key)
             unique.append(p)
     return unique
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.6g}"
-
-
-def parse_label_text(
-    text: str, *, nc: int | None, file: str | os.PathLike[str], tolerance: float = DEFAULT_TOLERANCE
-) -> tuple[ImageLabels, list[Problem]]:
-    """Parse and validate the rows of one YOLO label file.
-
-    Args:
-        text: the file's content.
-        nc: number of classes (``None``: only negative ids are rejected).
-        file: the label file's path, used in problems.
-        tolerance: coordinates in [-tolerance, 1 + tolerance] are clipped to
-            [0, 1] (kind ``clipped``, kept); further out the row is dropped.
-
-    Returns:
-        The valid objects (normalised xyxy; polygons normalised, or ``None``
-        when no row is a polygon) and the problems, each naming the 1-based line.
-    """
-    fname = str(file)
-    problems: list[Problem] = []
-    classes: list[int] = []
-    boxes: list[tuple[float, float, float, float]] = []
-    polys: list[np.ndarray | None] = []
-    any_poly = False
-    seen: dict[tuple[float, ...], int] = {}
-
-    def bad(kind: str, line: int, msg: str) -> None:
-        problems.append(Problem(kind, fname, line, msg))
-
-    for lineno, line in enumerate(text.splitlines(), 1):
-        toks = line.split()
-        n = len(toks)
-        if n == 0:
-            continue
-        if n < 5:
-            bad(V.COLUMNS, lineno, f"{n} values; expected 'cls cx cy w h' or a polygon 'cls x1 y1 x2 y2 x3 y3 ...'")
-            continue
-        if n > 5 and n % 2 == 0:
-            bad(V.ODD_COORDINATES, lineno, f"polygon row has an odd number of coordinates ({n - 1})")
-            continue
-        try:
-            vals = [float(t) for t in toks]
-        except ValueError:
-            tok = next(t for t in toks if not _is_float(t))
-            bad(V.NON_NUMERIC, lineno, f"value {tok!r} is not a number")
-            continue
-        if not all(math.isfinite(v) for v in vals):
-            tok = next(t for t, v in zip(toks, vals, strict=True) if not math.isfinite(v))
-            bad(V.NON_FINITE, lineno, f"value {tok!r} is not finite")
-            continue
-        c = vals[0]
-        if c != int(c) or c < 0 or (nc is not None and c >= nc):
-            bound = f"0..{nc - 1}" if nc is not None else ">= 0"
-            bad(V.BAD_CLASS, lineno, f"class id {toks[0]} is not an integer in {bound}")
-            continue
-        coords = np.array(vals[1:], dtype=np.float64)
-        if n == 5:
-            cx, cy, w, h = coords
-            if w <= 0 or h <= 0:
-                bad(V.ZERO_SIZE, lineno, f"box width {_fmt(w)} / height {_fmt(h)} is not positive")
-                continue
-            box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-            pts = None
-            lo, hi = float(box.min()), float(box.max())
-            where = (f"box x1={_fmt(box[0])} x2={_fmt(box[2])} y1={_fmt(box[1])} y2={_fmt(box[3])}")
-        else:
-            pts = coords.reshape(-1, 2)
-            lo, hi = float(pts.min()), float(pts.max())
-            where = f"polygon coordinates min={_fmt(lo)} max={_fmt(hi)}"
-        if lo < -tolerance or hi > 1 + tolerance:
-            bad(V.OUT_OF_RANGE, lineno, f"{where} is outside [0, 1] beyond the tolerance {tolerance:g}")
-            continue
-        clipped = lo < -ROUNDING_EPS or hi > 1 + ROUNDING_EPS
-        if pts is not None:
-            pts = np.clip(pts, 0.0, 1.0)
-            box = np.array([pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()])
-        else:
-            box = np.clip(box, 0.0, 1.0)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            what = "polygon has zero width or height" if pts is not None else "box has zero size after clipping"
-            bad(V.ZERO_SIZE, lineno, what)
-            continue
-        key = tuple(vals)
-        if key in seen:
-            bad(V.DUPLICATE, lineno, f"duplicate of line {seen[key]}")
-            continue
-        seen[key] = lineno
-        if clipped:
-            bad(V.CLIPPED, lineno, f"{where} outside [0, 1] within the tolerance: clipped")
-        classes.append(int(c))
-        boxes.append(tuple(box.tolist()))
-        polys.append(pts)
-        any_poly |= pts is not None
-    labels = ImageLabels(
-        np.array(classes, dtype=np.int64).reshape(-1),
-        np.array(boxes, dtype=np.float64).reshape(-1, 4),
-        polys if any_poly else None,
-    )
-    return labels, problems
-
-
-def _is_float(t: str) -> bool:
-    try:
-        float(t)
-    except ValueError:
-        return False
-    return True
-
-
-def read_label_file(
-    path: str | os.PathLike[str], *, nc: int | None, tolerance: float = DEFAULT_TOLERANCE
-) -> tuple[ImageLabels | None, list[Problem]]:
-    """Read one label txt. A missing file is a background image.
-
-    Returns:
-        ``(labels, problems)``; ``labels`` is ``None`` when the file exists but
-        cannot be read or decoded as UTF-8 (kind ``unreadable``): the image's
-        objects are then unknown and the image must be skipped.
-    """
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return ImageLabels.empty(), []
-    except OSError as e:
-        return None, [Problem(V.UNREADABLE, str(p), None, f"cannot read label file: {e.strerror or e}")]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        return None, [Problem(V.UNREADABLE, str(p), line, "label file is not UTF-8 text")]
-    return parse_label_text(text, nc=nc, file=p, tolerance=tolerance)
 
 
 @dataclass(frozen=True)
@@ -411,6 +315,8 @@ def scan_yolo(
     polygons: bool | None = None,
     progress: bool = True,
     workers: int = 8,
+    max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
+    max_label_bytes: int | None = DEFAULT_MAX_LABEL_BYTES,
 ) -> ScanResult:
     """Find, check and parse a YOLO dataset split.
 
@@ -427,6 +333,12 @@ def scan_yolo(
         polygons: see :meth:`LabelTable.build`.
         progress: show a tqdm bar during the scan.
         workers: scan threads.
+        max_image_bytes, max_label_bytes: files larger than this are not read
+            (``too_large``; ``None``: no limit).
+
+    Folders are walked following symlinks, each real folder once
+    (``symlink_loop``); unlistable folders are ``unlistable``; hidden images
+    (``hidden_file``) and label files no image uses (``orphan_label``) are counted.
     """
     src = Path(source)
     report = Report(source=str(src))
@@ -446,15 +358,19 @@ def scan_yolo(
     nc = len(class_names) if class_names is not None else None
     files = list_images(entries, sink)
     if not files:
-        raise DatasetError(f"{report.source}: no images found")
+        why = [str(p) for p in report.problems if p.kind in (V.UNLISTABLE, V.HIDDEN_FILE, V.UNSUPPORTED_FORMAT)]
+        raise DatasetError(f"{report.source}: no images found" + "".join(f"\n  {w}" for w in why[:5]),
+                           report.problems)
+    report_orphan_labels(files, sink)
 
     def scan_one(p: Path) -> _Scanned:
         lp = image_to_label_path(p)
         try:
-            head = inspect_image(p, max_pixels=max_pixels, min_side=min_image_side, full_decode=full_decode)
+            head = inspect_image(p, max_pixels=max_pixels, min_side=min_image_side, full_decode=full_decode,
+                                 max_bytes=max_image_bytes)
         except ImageError as e:
             return _Scanned(p, lp, None, None, [e.to_problem()])
-        labels, probs = read_label_file(lp, nc=nc, tolerance=coord_tolerance)
+        labels, probs = read_label_file(lp, nc=nc, tolerance=coord_tolerance, max_bytes=max_label_bytes)
         return _Scanned(p, lp, head, labels, probs)
 
     kept: list[_Scanned] = []

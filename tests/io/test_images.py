@@ -115,15 +115,25 @@ def test_bomb_rejected_from_header_before_decoding(monkeypatch, helpers):
     assert e.value.kind == "too_large" and "bomb.png" in str(e.value) and "600000000" in str(e.value)
 
 
-def test_bomb_checked_after_decode_without_header_parser(tmp_path, helpers):
+def test_tiff_and_pnm_sizes_come_from_the_header_before_decoding(tmp_path, helpers, monkeypatch):
     data = helpers.encode(np.zeros((100, 100, 3), np.uint8), ".tiff")
-    assert probe_header(data) is None
-    with pytest.raises(ImageError, match="too_large"):
-        decode_image(data, max_pixels=5000)
+    assert probe_header(data) == I.ImageHeader("tiff", 100, 100, 1)
+    ppm = helpers.encode(np.zeros((30, 70, 3), np.uint8), ".ppm")
+    assert probe_header(ppm) == I.ImageHeader("pnm", 30, 70, 1)
     assert decode_image(data, max_pixels=None).shape == (100, 100, 3)
     path = helpers.write(tmp_path / "x.tif", data)
+    monkeypatch.setattr(I.cv2, "imdecode", lambda *a, **k: pytest.fail("decoded a bomb"))
     with pytest.raises(ImageError, match="too_large"):
-        inspect_image(path, max_pixels=5000)  # no header parser: decoded at scan time, then checked
+        decode_image(data, max_pixels=5000)
+    with pytest.raises(ImageError, match="too_large"):
+        inspect_image(path, max_pixels=5000, full_decode=True)
+
+
+def test_file_without_a_readable_header_is_never_decoded(monkeypatch):
+    monkeypatch.setattr(I.cv2, "imdecode", lambda *a, **k: pytest.fail("decoded without a header"))
+    with pytest.raises(ImageError, match="not_image") as e:
+        decode_image(b"GIF89a" + bytes(100), source="x.gif")
+    assert "x.gif" in str(e.value) and "not decoded" in str(e.value)
 
 
 @pytest.mark.parametrize("ext,fmt", [(".jpg", "jpeg"), (".png", "png"), (".bmp", "bmp"), (".webp", "webp")])
