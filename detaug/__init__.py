@@ -1,10 +1,10 @@
 """detaug: object-detection augmentation for YOLO-style training."""
 
 from detaug.batch import Batch, collate
+from detaug.batch_transforms import BatchHSV, BatchMixer
 from detaug.config import AugmentConfig
 from detaug.data import CocoDataset, MixDataset, YoloDataset
 from detaug.io.validate import DatasetError
-from detaug.mixer import BatchMixer
 from detaug.sample import Sample
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "collate",
     "Batch",
     "BatchMixer",
+    "BatchHSV",
 ]
 __version__ = "0.1.0"

@@ -2,8 +2,9 @@
 
 :func:`collate` turns a list of :class:`~detaug.sample.Sample` into a
 :class:`Batch`: one (B, 3, H, W) uint8 image tensor (images of different size
-are padded bottom-right with grey 114 up to the largest height and width; the
-valid size of each is kept in ``sizes``) and *flat* per-object tensors, one row
+are padded bottom-right with the ``fill`` colour -- grey 114 by default -- up
+to the largest height and width; the valid size of each is kept in ``sizes``
+and the fill in ``Batch.fill``) and *flat* per-object tensors, one row
 per object of the whole batch, with ``batch_idx`` saying which image a row
 belongs to (sorted, objects of an image in their order). Boxes stay absolute
 pixel xyxy in each image's frame (the padding adds nothing at the top or left,
@@ -37,10 +38,31 @@ import torch
 
 from detaug.sample import Sample
 
-__all__ = ["Batch", "collate", "PAD_VALUE"]
+__all__ = ["Batch", "collate", "as_fill", "PAD_VALUE"]
 
-#: Grey used to pad images to the batch size (Ultralytics' letterbox colour).
+#: The default ``fill``: grey 114, Ultralytics' letterbox colour (padding of collated images).
 PAD_VALUE = 114
+
+Fill = tuple[int, int, int]
+
+
+def as_fill(value: int | Sequence[int], name: str = "fill") -> Fill:
+    """A fill value as an (r, g, b) tuple of ints in 0..255 (an int is a grey level).
+
+    >>> as_fill(114), as_fill((0, 128, 255))
+    ((114, 114, 114), (0, 128, 255))
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        rgb = (int(value),) * 3
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        rgb = tuple(int(v) for v in value)
+    else:
+        raise ValueError(f"{name}: expected an int or an (r, g, b) triple of ints in 0..255, got {value!r}")
+    if not all(0 <= v <= 255 for v in rgb):
+        raise ValueError(f"{name}: levels must be in 0..255, got {value!r}")
+    return rgb[0], rgb[1], rgb[2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,9 +71,10 @@ class Batch:
 
     Attributes:
         images: (B, 3, H, W), RGB. uint8 0..255 as collated; a
-            :class:`~detaug.mixer.BatchMixer` with ``output_dtype`` returns a
-            floating tensor normalised to [0, 1]. Pixels outside an image's
-            valid region (``sizes``) are padding (114 when collated).
+            :class:`~detaug.batch_transforms.mixer.BatchMixer` with
+            ``output_dtype`` returns a floating tensor normalised to [0, 1].
+            Pixels outside an image's valid region (``sizes``) are padding,
+            of colour ``fill``.
         batch_idx: (M,) int64, the image each object belongs to, in [0, B).
             :func:`collate` and the mixer produce it sorted ascending, with each
             image's objects in their original order.
@@ -63,6 +86,9 @@ class Batch:
             of the (H, W) tensor is padding.
         metas: the B samples' ``meta`` as plain dicts (host-side, never moved;
             plain dicts so a Batch pickles across DataLoader worker processes).
+        fill: (r, g, b) ints, the colour of the padding (``collate``'s
+            ``fill``; an int given here is a grey level). Batch transforms
+            that need the padding's colour (the mixer) check it against theirs.
 
     Tensors never get written into by detaug; every op returns a new Batch.
     """
@@ -74,6 +100,7 @@ class Batch:
     weights: torch.Tensor
     sizes: torch.Tensor
     metas: tuple[Mapping[str, Any], ...] = ()
+    fill: Fill = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
 
     def __post_init__(self) -> None:
         im = self.images
@@ -94,6 +121,7 @@ class Batch:
         if len(self.metas) not in (0, b):
             raise ValueError(f"metas: expected {b} entries (or none), got {len(self.metas)}")
         object.__setattr__(self, "metas", tuple(dict(m) for m in self.metas))
+        object.__setattr__(self, "fill", as_fill(self.fill))
 
     # ------------------------------------------------------------------ info
     @property
@@ -141,6 +169,7 @@ class Batch:
             weights=fn(self.weights),
             sizes=fn(self.sizes),
             metas=self.metas,
+            fill=self.fill,
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
@@ -213,19 +242,23 @@ class Batch:
         }
 
 
-def collate(samples: Sequence[Sample]) -> Batch:
+def collate(samples: Sequence[Sample], fill: int | Sequence[int] = PAD_VALUE) -> Batch:
     """Collate Samples into a :class:`Batch` (usable as a DataLoader ``collate_fn``).
 
     Images are copied into one (B, 3, H, W) uint8 tensor of the largest height
-    and width, each top-left, the rest filled with 114. Per-object arrays are
-    concatenated once (no loop over objects); ``batch_idx`` is sorted.
+    and width, each top-left, the rest filled with ``fill``. Per-object arrays
+    are concatenated once (no loop over objects); ``batch_idx`` is sorted.
 
     Args:
         samples: B >= 1 Samples (polygons, if any, are not carried).
+        fill: the padding colour, an int (grey level) or (r, g, b); 114 by
+            default. Recorded as ``Batch.fill``. Use
+            ``functools.partial(collate, fill=...)`` as a ``collate_fn``.
 
     Returns:
         A CPU Batch; tensors do not share memory with the Samples.
     """
+    rgb = as_fill(fill)
     samples = list(samples)
     if not samples:
         raise ValueError("samples: cannot collate an empty list")
@@ -235,7 +268,11 @@ def collate(samples: Sequence[Sample]) -> Batch:
     bsz = len(samples)
     sizes = np.array([s.image.shape[:2] for s in samples], dtype=np.int64).reshape(bsz, 2)
     h, w = (int(v) for v in sizes.max(axis=0))
-    images = np.full((bsz, 3, h, w), PAD_VALUE, dtype=np.uint8)
+    if rgb[0] == rgb[1] == rgb[2]:
+        images = np.full((bsz, 3, h, w), rgb[0], dtype=np.uint8)
+    else:
+        images = np.empty((bsz, 3, h, w), dtype=np.uint8)
+        images[...] = np.array(rgb, np.uint8)[None, :, None, None]
     for i, s in enumerate(samples):  # one strided copy per image (HWC -> CHW)
         images[i, :, : s.height, : s.width] = s.image.transpose(2, 0, 1)
     counts = np.array([s.num_objects for s in samples], dtype=np.int64)
@@ -251,4 +288,5 @@ def collate(samples: Sequence[Sample]) -> Batch:
         weights=torch.from_numpy(np.ascontiguousarray(weights)),
         sizes=torch.from_numpy(sizes),
         metas=tuple(dict(s.meta) for s in samples),
+        fill=rgb,
     )

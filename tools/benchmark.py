@@ -104,7 +104,8 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def bench_mixer(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from detaug.batch import collate
-    from detaug.mixer import BatchMixer, reference_mix
+    from detaug.batch_transforms.mixer import BatchMixer
+    from detaug.batch_transforms.reference import reference_mix
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rng = np.random.default_rng(0)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from detaug.batch import Batch, collate
-from detaug.batch_hsv import (
+from detaug.batch_transforms import hsv as hsv_module
+from detaug.batch_transforms.hsv import (
     BatchHSV,
     BatchHSVParams,
     batch_hsv_luts,
@@ -112,12 +113,13 @@ def test_odd_width_within_one_grey_level() -> None:
         assert (diff > 0).any(axis=2).mean() < 0.35
 
 
-def test_mixed_sizes_padded_batch() -> None:
+def test_mixed_sizes_padded_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
     a, b = rng.integers(0, 256, (32, 64, 3), np.uint8), rng.integers(0, 256, (20, 32, 3), np.uint8)
     batch = collate([Sample.create(a), Sample.create(b)])
     params = BatchHSVParams(gains=torch.tensor([[1.1, 0.5, 1.2], [0.9, 1.6, 0.8]]))
-    out = _hwc(BatchHSV().apply(batch, params, step_pixels=100))  # steps that split rows
+    monkeypatch.setattr(hsv_module, "CPU_STEP_PIXELS", 100)  # steps that split rows
+    out = _hwc(BatchHSV().apply(batch, params))
     np.testing.assert_array_equal(out[0], apply_hsv(a, params.gains[0].double().numpy()))
     np.testing.assert_array_equal(out[1, :20, :32], apply_hsv(b, params.gains[1].double().numpy()))
 

@@ -1,4 +1,9 @@
-"""BatchMixer: parity with the per-sample MixUp/CutMix, pixel oracles, properties, sampling."""
+"""BatchMixer: parity with the per-sample MixUp/CutMix, pixel oracles, properties, sampling.
+
+Params written by mode (NONE / MIXUP / CUTMIX per row, one partner) go through
+:func:`mode_params`; MixUp-then-CutMix rows, fill and mixed sizes are tested in
+test_mixer_semantics.py.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +13,34 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detaug import mixer as mixer_module
 from detaug.batch import Batch, collate
-from detaug.mixer import (
-    CUTMIX,
-    MIXUP,
-    NONE,
-    BatchMixer,
-    BatchMixParams,
-    blend_rows,
-    mixup_weight,
-    paste_rows,
-    reference_mix,
-    sample_beta,
-)
+from detaug.batch_transforms import kernels as kernels_module
+from detaug.batch_transforms.kernels import blend_rows, mixup_weight, paste_rows
+from detaug.batch_transforms.mixer import BatchMixer, BatchMixParams
+from detaug.batch_transforms.reference import reference_mix
+from detaug.batch_transforms.sampling import sample_beta
 from detaug.sample import Sample
 from detaug.transforms.cutmix import CutMix, CutMixParams
 from detaug.transforms.mixup import MixUp, MixUpParams, mixup_pixels
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 FIELDS = ("images", "batch_idx", "classes", "boxes", "weights", "sizes")
+NONE, MIXUP, CUTMIX = 0, 1, 2  # one mode per row, for params written by hand
+
+
+def mode_params(perm, mode, lam, rect) -> BatchMixParams:
+    """BatchMixParams with one mode per row: MIXUP rows blend with perm[i] (lam[i]),
+    CUTMIX rows paste perm[i]'s rect[i] (lam[i] informational)."""
+    perm, mode = torch.as_tensor(perm), torch.as_tensor(mode)
+    lam, rect = torch.as_tensor(lam, dtype=torch.float32), torch.as_tensor(rect)
+    mix, cut = mode == MIXUP, mode == CUTMIX
+    return BatchMixParams(mixup=mix, mixup_partner=perm, mixup_lam=torch.where(mix, lam, 1.0), cutmix=cut,
+                          cutmix_partner=perm, cutmix_lam=torch.where(cut, lam, 1.0),
+                          rect=torch.where(cut[:, None], rect, 0))
+
+
+def modes(p: BatchMixParams) -> set[tuple[bool, bool]]:
+    return set(zip(p.mixup.tolist(), p.cutmix.tolist(), strict=True))
 
 
 def make_sample(rng: np.random.Generator, h: int, w: int, n: int) -> Sample:
@@ -70,7 +83,7 @@ def assert_same_mix(out: Batch, ref: Batch) -> None:
 def step_bytes(request, monkeypatch):
     """The default image loop step, and a tiny one (8 lines a step, a partial last step)."""
     if request.param == "many steps":
-        monkeypatch.setattr(mixer_module, "CPU_STEP_BYTES", 1)
+        monkeypatch.setattr(kernels_module, "CPU_STEP_BYTES", 1)
     return request.param
 
 
@@ -78,13 +91,15 @@ def step_bytes(request, monkeypatch):
 @pytest.mark.parametrize("ragged", [False, True])
 def test_parity_with_per_sample_transforms(device, ragged, step_bytes):
     mixer = BatchMixer(mixup=0.4, cutmix=0.5, min_visible=0.25)
-    modes = set()
+    seen = set()
     for seed in range(12):
         batch = make_batch(seed, b=6, ragged=ragged).to(device)
         params = mixer.sample_params(batch)
-        modes.update(params.mode.tolist())
-        assert_same_mix(mixer.apply(batch, params).to("cpu"), mixer.reference_apply(batch, params).to("cpu"))
-    assert modes == {NONE, MIXUP, CUTMIX}
+        seen |= modes(params)
+        ref = reference_mix(batch, params, min_visible=mixer.min_visible,
+                            weight_by_visibility=mixer.weight_by_visibility)
+        assert_same_mix(mixer.apply(batch, params).to("cpu"), ref.to("cpu"))
+    assert seen == {(False, False), (True, False), (False, True), (True, True)}  # independent choices
 
 
 def test_parity_against_direct_transform_calls_on_edge_cases():
@@ -96,7 +111,7 @@ def test_parity_against_direct_transform_calls_on_edge_cases():
                       [[0, 0, 30, 20], [10, 10, 12, 12], [2, 2, 4, 4]], [4, 5, 6], [0.5, 1.0, 0.7])
     c = Sample.create(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
     batch = collate([a, b, c, a])
-    params = BatchMixParams(
+    params = mode_params(
         perm=torch.tensor([1, 0, 3, 2]),
         mode=torch.tensor([CUTMIX, CUTMIX, MIXUP, CUTMIX]),
         lam=torch.tensor([0.3, 0.6, 0.001, 0.5]),
@@ -123,7 +138,7 @@ def test_parity_against_direct_transform_calls_on_edge_cases():
 def test_visibility_threshold_is_inclusive():
     a = Sample.create(np.zeros((10, 20, 3), np.uint8), [[0, 0, 10, 10], [10, 0, 20, 10]], [0, 1])
     b = Sample.create(np.zeros((10, 20, 3), np.uint8), [[4, 0, 8, 10], [0, 0, 2, 10]], [2, 3])
-    params = BatchMixParams(perm=torch.tensor([1, 0]), mode=torch.tensor([CUTMIX, NONE]),
+    params = mode_params(perm=torch.tensor([1, 0]), mode=torch.tensor([CUTMIX, NONE]),
                             lam=torch.tensor([0.5, 1.0]), rect=torch.tensor([[5, 0, 15, 10], [0, 0, 0, 0]]))
     out = BatchMixer(min_visible=0.5).apply(collate([a, b]), params)
     row0 = out.batch_idx == 0
@@ -137,7 +152,7 @@ def test_mixup_weights_and_order_by_hand():
     a = Sample.create(np.full((8, 8, 3), 200, np.uint8), [[0, 0, 4, 4], [1, 1, 3, 3]], [1, 2], [1.0, 0.5])
     b = Sample.create(np.full((8, 8, 3), 100, np.uint8), [[2, 2, 8, 8]], [3])
     batch = collate([a, b])
-    params = BatchMixParams(
+    params = mode_params(
         perm=torch.tensor([1, 0]), mode=torch.tensor([MIXUP, MIXUP]), lam=torch.tensor([0.75, 0.5]),
         rect=torch.zeros(2, 4, dtype=torch.int64),
     )
@@ -154,7 +169,7 @@ def test_cutmix_pastes_exactly_the_rectangle(device):
     imgs = [np.full((24, 30, 3), v, np.uint8) for v in (10, 20, 30)]
     batch = collate([Sample.create(i) for i in imgs]).to(device)
     rects = torch.tensor([[3, 4, 17, 9], [0, 0, 30, 24], [29, 23, 30, 24]], device=device)
-    params = BatchMixParams(
+    params = mode_params(
         perm=torch.tensor([2, 0, 1], device=device), mode=torch.full((3,), CUTMIX, device=device),
         lam=torch.full((3,), 0.5, device=device), rect=rects,
     )
@@ -230,7 +245,7 @@ def test_cutmix_rects_on_edges_and_empty(width, step_bytes):
              [3, 0, 9, 4], [width - 5, 2, width, h], [0, 0, 0, 0], [0, 0, 0, 0]]
     perm = [3, 0, 1, 2, 7, 4, 5, 6]
     mode = [CUTMIX] * 7 + [MIXUP]
-    params = BatchMixParams(perm=torch.tensor(perm), mode=torch.tensor(mode),
+    params = mode_params(perm=torch.tensor(perm), mode=torch.tensor(mode),
                             lam=torch.tensor([0.5] * 7 + [0.3]), rect=torch.tensor(rects))
     out = BatchMixer().apply(batch, params).images
     for i, (x1, y1, x2, y2) in enumerate(rects[:7]):
@@ -264,7 +279,8 @@ def test_output_properties(seed, b, ragged, probs):
     assert (out.sizes <= torch.tensor(batch.shape)).all()
     # Objects never appear from nowhere: per image at most own + partner's.
     cnt_in, cnt_out = batch.counts(), out.counts()
-    assert (cnt_out <= cnt_in + cnt_in[params.perm]).all()
+    bound = cnt_in + cnt_in[params.mixup_partner] * params.mixup + cnt_in[params.cutmix_partner] * params.cutmix
+    assert (cnt_out <= bound).all()
 
 
 def test_no_mixing_is_the_identity():
@@ -294,38 +310,43 @@ def test_float_output(dtype):
 def test_sample_params_modes_pairing_and_reproducibility():
     batch = make_batch(5, b=16)
     mixer = BatchMixer(mixup=0.3, cutmix=0.5, seed=11)
-    counts = np.zeros(3)
+    counts = np.zeros(4)  # none, mixup only, cutmix only, both
     for _ in range(60):
         p = mixer.sample_params(batch)
-        assert sorted(p.perm.tolist()) == list(range(16))
-        assert (p.perm != torch.arange(16)).all()  # nobody is their own partner
-        counts += np.bincount(p.mode.numpy(), minlength=3)
-        mix, cut = p.mode == MIXUP, p.mode == CUTMIX
-        assert ((p.lam[mix] >= 1e-3) & (p.lam[mix] <= 1 - 1e-3)).all()
-        assert (p.lam[p.mode == NONE] == 1).all() and (p.rect[~cut] == 0).all()
+        for perm in (p.mixup_partner, p.cutmix_partner):
+            assert sorted(perm.tolist()) == list(range(16))
+            assert (perm != torch.arange(16)).all()  # nobody is their own partner
+        mix, cut = p.mixup, p.cutmix
+        counts += np.bincount((mix.long() + 2 * cut.long()).numpy(), minlength=4)
+        assert ((p.mixup_lam[mix] >= 1e-3) & (p.mixup_lam[mix] <= 1 - 1e-3)).all()
+        assert (p.mixup_lam[~mix] == 1).all() and (p.cutmix_lam[~cut] == 1).all() and (p.rect[~cut] == 0).all()
         r = p.rect[cut]
         assert ((r[:, 2] > r[:, 0]) & (r[:, 3] > r[:, 1]) & (r[:, 0] >= 0) & (r[:, 2] <= 40) & (r[:, 3] <= 32)).all()
     freq = counts / counts.sum()
-    assert abs(freq[MIXUP] - 0.3) < 0.05 and abs(freq[CUTMIX] - 0.5) < 0.06
+    # Independent, as in MixDataset: P(mixup) = 0.3, P(cutmix) = 0.5, P(both) = 0.15.
+    assert abs(freq[1] + freq[3] - 0.3) < 0.05 and abs(freq[2] + freq[3] - 0.5) < 0.06
+    assert abs(freq[3] - 0.15) < 0.04
+    fields = ("mixup", "mixup_partner", "mixup_lam", "cutmix", "cutmix_partner", "cutmix_lam", "rect")
     a = BatchMixer(mixup=0.3, cutmix=0.5, seed=11).sample_params(batch)
     b = BatchMixer(mixup=0.3, cutmix=0.5, seed=11).sample_params(batch)
     c = BatchMixer(mixup=0.3, cutmix=0.5, generator=torch.Generator().manual_seed(12)).sample_params(batch)
-    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("perm", "mode", "lam", "rect"))
-    assert not all(torch.equal(getattr(a, f), getattr(c, f)) for f in ("perm", "mode", "lam", "rect"))
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in fields)
+    assert not all(torch.equal(getattr(a, f), getattr(c, f)) for f in fields)
 
 
 def test_cutmix_rect_area_follows_lam():
     batch = make_batch(6, b=64)
     p = BatchMixer(cutmix=1.0, cutmix_alpha=2.0).sample_params(batch)
-    r, lam = p.rect.float(), p.lam
+    r, lam = p.rect.float(), p.cutmix_lam
     area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1]) / (32 * 40)
+    assert p.cutmix.float().mean() > 0.9  # only rectangles rounded to nothing are dropped
     assert (area <= (1 - lam) + 0.1).all()  # clipped to the image, rounding of one pixel per edge
 
 
 def test_single_image_batch_is_left_alone():
     batch = make_batch(8, b=1)
-    p = BatchMixer(mixup=1.0).sample_params(batch)
-    assert p.mode.tolist() == [NONE]
+    p = BatchMixer(mixup=1.0, cutmix=1.0).sample_params(batch)
+    assert p.mixup.tolist() == [False] and p.cutmix.tolist() == [False]
 
 
 @pytest.mark.parametrize(("alpha", "beta"), [(1.5, 1.5), (0.4, 2.0), (32.0, 32.0)])
@@ -347,7 +368,6 @@ def test_generator_on_another_device_is_rejected():
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
-        ({"mixup": 0.7, "cutmix": 0.5}, "cutmix"),
         ({"mixup": -0.1}, "mixup"),
         ({"cutmix": 1.5}, "cutmix"),
         ({"mixup_alpha": 0.0}, "mixup_alpha"),
@@ -356,6 +376,8 @@ def test_generator_on_another_device_is_rejected():
         ({"min_visible": 1.5}, "min_visible"),
         ({"output_dtype": torch.int32}, "output_dtype"),
         ({"generator": 3}, "generator"),
+        ({"fill": 256}, "fill"),
+        ({"fill": (1, 2)}, "fill"),
     ],
 )
 def test_constructor_validation(kwargs, name):
@@ -368,15 +390,17 @@ def test_apply_checks_params():
     p = BatchMixer(mixup=1.0).sample_params(make_batch(10, b=4))
     with pytest.raises(ValueError, match="params"):
         BatchMixer().apply(batch, p)
-    with pytest.raises(ValueError, match="mode"):
-        BatchMixParams(perm=torch.arange(3), mode=torch.zeros(2, dtype=torch.int64), lam=torch.ones(3),
+    with pytest.raises(ValueError, match="cutmix"):
+        BatchMixParams(mixup=torch.zeros(3, dtype=torch.bool), mixup_partner=torch.arange(3),
+                       mixup_lam=torch.ones(3), cutmix=torch.zeros(2, dtype=torch.bool),
+                       cutmix_partner=torch.arange(3), cutmix_lam=torch.ones(3),
                        rect=torch.zeros(3, 4, dtype=torch.int64))
 
 
 def test_reference_mix_is_the_per_sample_loop():
     """reference_mix's own contract, checked against explicit per-sample calls."""
     batch = make_batch(12, b=3)
-    p = BatchMixParams(perm=torch.tensor([2, 0, 1]), mode=torch.tensor([MIXUP, NONE, CUTMIX]),
+    p = mode_params(perm=torch.tensor([2, 0, 1]), mode=torch.tensor([MIXUP, NONE, CUTMIX]),
                        lam=torch.tensor([0.4, 1.0, 0.5]), rect=torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [5, 5, 20, 30]]))
     ref = reference_mix(batch, p, min_visible=0.3)
     rows = [
