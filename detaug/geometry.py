@@ -25,15 +25,8 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detaug.boxes import (
-    box_candidates,
-    clip_boxes,
-    clip_boxes_to_rect,
-    clip_polygons,
-    flatten_polygons,
-    polygons_to_boxes,
-    unflatten_polygons,
-)
+from detaug.boxes import box_candidates, clip_boxes, clip_boxes_to_rect
+from detaug.polygons import clip_polygons, flatten_polygons, polygons_to_boxes, unflatten_polygons
 
 __all__ = [
     "identity",

@@ -33,7 +33,7 @@ __all__ = ["Sample", "Labels", "Polygons"]
 
 #: Per-object polygons: one (K_i, 2) float32 array per object. An object made
 #: of several parts stores them in one array, the parts separated by a row of
-#: NaN (see :func:`detaug.boxes.split_rings`).
+#: NaN (see :func:`detaug.polygons.split_rings`).
 Polygons = tuple[NDArray[np.float32], ...]
 
 

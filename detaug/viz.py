@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from detaug.boxes import split_rings
+from detaug.polygons import split_rings
 from detaug.sample import Sample
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "line_alpha",
     "draw_sample",
     "add_title",
+    "safe_text",
     "make_grid",
     "side_by_side",
     "save_png",
@@ -224,7 +225,7 @@ def draw_sample(
     if show_labels:
         scale = _font_scale(thickness)
         for i, (c0, r0, _c1, _r1) in enumerate(pix):
-            text = label_text(int(classes[i]), float(sample.weights[i]), names, show_weights)
+            text = safe_text(label_text(int(classes[i]), float(sample.weights[i]), names, show_weights))
             (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
             tag_w, tag_h = tw + 4, th + base + 3
             ty = r0 - tag_h if r0 - tag_h >= 0 else r0  # above the box, else inside its top
@@ -237,6 +238,20 @@ def draw_sample(
             ink = (0, 0, 0) if lum > 140 else (255, 255, 255)
             cv2.putText(out, text, (tx + 2, ty + th + 1), _FONT, scale, ink, 1, cv2.LINE_AA)
     return out
+
+
+def safe_text(text: object) -> str:
+    """``text`` as printable ASCII, the only text OpenCV's Hershey fonts draw.
+
+    Non-ASCII characters (lone surrogates from undecodable file names
+    included, which would crash OpenCV) become ``\\x..``/``\\u..`` escapes and
+    control characters ``?``.
+
+    >>> safe_text("caf\\xe9 \\udcff.jpg\\n")
+    'caf\\\\xe9 \\\\udcff.jpg?'
+    """
+    out = str(text).encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in out)
 
 
 def _as_rgb(image: NDArray, name: str) -> U8:
@@ -253,6 +268,8 @@ def _as_rgb(image: NDArray, name: str) -> U8:
 def add_title(image: U8, text: str, height: int = 22, background: int = 255) -> U8:
     """A new image: ``image`` below a ``height`` px strip with ``text`` in black.
 
+    ``text`` is drawn through :func:`safe_text` (any string is safe).
+
     >>> add_title(np.zeros((10, 20, 3), np.uint8), "hi").shape
     (32, 20, 3)
     """
@@ -261,6 +278,7 @@ def add_title(image: U8, text: str, height: int = 22, background: int = 255) -> 
         raise ValueError(f"height: must be >= 1, got {height}")
     strip = np.full((height, img.shape[1], 3), background, np.uint8)
     scale = max(0.3, min(0.6, (height - 6) / 22))
+    text = safe_text(text)
     (_tw, th), _ = cv2.getTextSize(text, _FONT, scale, 1)
     cv2.putText(strip, text, (3, (height + th) // 2), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([strip, img], axis=0)

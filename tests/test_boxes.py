@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from detaug import boxes as B
+from detaug import polygons as P
 
 coord = st.floats(-50, 150, allow_nan=False, width=32)
 
@@ -75,7 +76,7 @@ def test_functions_do_not_write_into_inputs():
     np.testing.assert_array_equal(b, keep)
     poly = [np.array([[-2, -2], [4, -2], [4, 4]], np.float32)]
     keep_p = poly[0].copy()
-    B.clip_polygons(poly, 0, 0, 3, 3)
+    P.clip_polygons(poly, 0, 0, 3, 3)
     np.testing.assert_array_equal(poly[0], keep_p)
 
 
@@ -104,18 +105,18 @@ def test_multipart_polygons_flatten_round_trip():
         np.zeros((0, 2), np.float32),
         np.array([[1, 1], [2, 1], [2, 3]], np.float32),
     ]
-    pts, ring, obj = B.flatten_polygons(polys)
+    pts, ring, obj = P.flatten_polygons(polys)
     assert obj.tolist() == [0, 0, 2]
     assert np.bincount(ring).tolist() == [3, 3, 3]
-    back = B.unflatten_polygons(pts, ring, obj, 3)
+    back = P.unflatten_polygons(pts, ring, obj, 3)
     for p, q in zip(polys, back, strict=True):
         np.testing.assert_array_equal(np.isnan(p), np.isnan(q))
         np.testing.assert_allclose(np.nan_to_num(p), np.nan_to_num(q))
-    assert B.polygons_to_boxes(polys).tolist() == [[0, 0, 12, 12], [0, 0, 0, 0], [1, 1, 2, 3]]
+    assert P.polygons_to_boxes(polys).tolist() == [[0, 0, 12, 12], [0, 0, 0, 0], [1, 1, 2, 3]]
 
 
 def _parts(poly: np.ndarray) -> list[np.ndarray]:
-    return [r.astype(np.float64) for r in B.split_rings(poly)] if len(poly) else []
+    return [r.astype(np.float64) for r in P.split_rings(poly)] if len(poly) else []
 
 
 def _area(poly: np.ndarray) -> float:
@@ -208,7 +209,7 @@ def _inside_even_odd(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
 def _check_clip(poly: np.ndarray, rect: tuple[float, float, float, float]) -> np.ndarray:
     """Checks that hold for every simple polygon; returns the clipped polygon."""
     x1, y1, x2, y2 = rect
-    clipped = B.clip_polygons([poly], x1, y1, x2, y2)[0]
+    clipped = P.clip_polygons([poly], x1, y1, x2, y2)[0]
     assert clipped.dtype == np.float32 and clipped.ndim == 2 and clipped.shape[1] == 2
     ref_area, ref_box = _slab_reference(poly, rect)
     # The area is the exact area of poly ∩ rect (float32 output rounding only).
@@ -224,7 +225,7 @@ def _check_clip(poly: np.ndarray, rect: tuple[float, float, float, float]) -> np
     elif len(clipped) == 0:
         assert ref_area < 1e-6  # only a region too thin for float32 may vanish
     else:
-        np.testing.assert_allclose(B.polygons_to_boxes([clipped])[0], ref_box, atol=1e-4)
+        np.testing.assert_allclose(P.polygons_to_boxes([clipped])[0], ref_box, atol=1e-4)
     return clipped
 
 
@@ -249,7 +250,7 @@ def test_clip_polygon_matches_rasterised_intersection(data):
     perimeter = 2 * ((x2 - x1) + (y2 - y1)) + np.abs(np.diff(np.r_[poly, poly[:1]], axis=0)).sum()
     assert abs(_area(clipped) - truth.sum() * dx * dy) <= 0.5 * perimeter * max(dx, dy) + 1.0
     if truth.any():  # the box covers every true sample
-        box = B.polygons_to_boxes([clipped])[0]
+        box = P.polygons_to_boxes([clipped])[0]
         xs, ys = q[truth, 0], q[truth, 1]
         assert box[0] <= xs.min() and box[1] <= ys.min() and box[2] >= xs.max() and box[3] >= ys.max()
 
@@ -321,10 +322,10 @@ def test_clip_many_objects_at_once_equals_one_by_one(polys, data):
         else:
             objects.append(p)
     rect = data.draw(clip_rect(polys[0]))
-    together = B.clip_polygons(objects, *rect)
+    together = P.clip_polygons(objects, *rect)
     assert len(together) == len(objects)
     for obj, got in zip(objects, together, strict=True):
-        alone = B.clip_polygons([obj], *rect)[0]
+        alone = P.clip_polygons([obj], *rect)[0]
         np.testing.assert_array_equal(got, alone)
         ref_parts = [_slab_reference(p, rect) for p in _parts(obj)]
         assert abs(_area(got) - sum(a for a, _ in ref_parts)) <= 1e-3 * len(ref_parts)
@@ -353,10 +354,10 @@ def test_concave_u_crossing_a_side_twice_gives_two_parts():
     # A U (opening upwards in image coordinates: arms at x in [4, 10] and [18, 24]).
     u = np.array([[4, 4], [24, 4], [24, 28], [18, 28], [18, 12], [10, 12], [10, 28], [4, 28]], np.float32)
     rect = (0, 16, 30, 30)  # keeps only the arms below y = 16
-    clipped = B.clip_polygons([u], *rect)[0]
+    clipped = P.clip_polygons([u], *rect)[0]
     parts = _parts(clipped)
     assert len(parts) == 2
-    boxes = B.polygons_to_boxes(parts)
+    boxes = P.polygons_to_boxes(parts)
     # Old Sutherland-Hodgman gave one ring with a bridge along y = 16, box (4, 16, 24, 28) -- right --
     # but two separate parts must each have their own box.
     truth = _raster_truth(u, rect)
@@ -377,14 +378,14 @@ def test_bridge_corner_is_not_in_the_box():
     # leaves the bridge's end (16, 15) as a vertex: box [16, 0, 30, 15] instead of the true one.
     c = np.array([[5, 0], [30, 0], [30, 8], [12, 8], [12, 22], [30, 22], [30, 30], [5, 30]], np.float32)
     rect = (16, -1, 40, 15)
-    clipped = B.clip_polygons([c], *rect)[0]
-    box = B.polygons_to_boxes([clipped])[0]
+    clipped = P.clip_polygons([c], *rect)[0]
+    box = P.polygons_to_boxes([clipped])[0]
     np.testing.assert_array_equal(box, [16, 0, 30, 8])
     truth = _raster_truth(c, rect)
     np.testing.assert_allclose(box, _mask_box(truth), atol=1 / 8)
     assert _area(clipped) == 14 * 8 and abs(_area(clipped) - truth.sum() / 64) <= 0.5
     # Both arms kept: two parts, as in the rasterised truth.
-    both = B.clip_polygons([c], *(16, -1, 40, 31))[0]
+    both = P.clip_polygons([c], *(16, -1, 40, 31))[0]
     assert len(_parts(both)) == 2 == len(_components(_raster_truth(c, (16, -1, 40, 31))))
     assert _area(both) == 2 * 14 * 8
 
@@ -394,16 +395,16 @@ def test_multi_part_object():
     u = [[4, 4], [24, 4], [24, 28], [18, 28], [18, 12], [10, 12], [10, 28], [4, 28]]
     obj = np.array(u + [nan] + [[40, 40], [50, 40], [50, 50]] + [nan] + [[26, 20], [34, 20], [34, 26]], np.float32)
     other = np.array([[1, 1], [3, 1], [3, 3]], np.float32)
-    out = B.clip_polygons([obj, other, np.zeros((0, 2), np.float32)], 0, 16, 30, 30)
+    out = P.clip_polygons([obj, other, np.zeros((0, 2), np.float32)], 0, 16, 30, 30)
     parts = _parts(out[0])
     # U -> two arms; the triangle at (40..50) is outside; the last part is cut at x = 30.
     assert len(parts) == 3 and np.isnan(out[0][:, 0]).sum() == 2
-    assert sorted(B.polygons_to_boxes(parts).tolist()) == [
+    assert sorted(P.polygons_to_boxes(parts).tolist()) == [
         [4.0, 16.0, 10.0, 28.0],
         [18.0, 16.0, 24.0, 28.0],
         [26.0, 20.0, 30.0, 23.0],  # the hypotenuse meets x = 30 at y = 23
     ]
-    assert B.polygons_to_boxes([out[0]])[0].tolist() == [4.0, 16.0, 30.0, 28.0]
+    assert P.polygons_to_boxes([out[0]])[0].tolist() == [4.0, 16.0, 30.0, 28.0]
     truth = _raster_truth(obj, (0, 16, 30, 30))  # even-odd over all parts (they are disjoint)
     assert abs(_area(out[0]) - truth.sum() / 64) <= 1.0
     assert out[1].shape == (0, 2) and out[2].shape == (0, 2)
@@ -419,7 +420,7 @@ def test_area_equals_rasterised_intersection_for_random_concave_polygons():
         c = rng.uniform(0, 32, 2)
         polys.append(np.stack([c[0] + r * np.cos(a), c[1] + r * np.sin(a)], 1).astype(np.float32))
     rect = (4, 6, 27, 25)
-    out = B.clip_polygons(polys, *rect)
+    out = P.clip_polygons(polys, *rect)
     n_split = 0
     for p, got in zip(polys, out, strict=True):
         truth = _raster_truth(p, rect)
@@ -429,7 +430,7 @@ def test_area_equals_rasterised_intersection_for_random_concave_polygons():
         assert abs(_area(got) - ref_area) <= 1e-3
         if truth.any():
             # The box holds every true sample cell (up to the half cell from centre to edge)...
-            box, cells = B.polygons_to_boxes([got])[0], _mask_box(truth)
+            box, cells = P.polygons_to_boxes([got])[0], _mask_box(truth)
             assert (box[:2] <= cells[:2] + 1 / 16).all() and (box[2:] >= cells[2:] - 1 / 16).all()
             # ... and is the exact one (slivers thinner than a sample are real, the raster misses them).
             np.testing.assert_allclose(box, ref_box, atol=1e-4)
@@ -448,19 +449,19 @@ def test_points_on_the_line_make_no_slivers():
     notch = np.array([[10, 0], [20, 0], [20, 10], [10, 10], [15, 5]], np.float32)
     # A spike lying along the line x = 10 on a polygon inside: the spike has no area and goes.
     spike = np.array([[10, 0], [20, 0], [20, 10], [10, 10], [10, 20], [10, 10]], np.float32)
-    out = B.clip_polygons([tri_vertex, tri_edge, inner_vertex, inner_edge, notch, spike], 10, -5, 30, 30)
+    out = P.clip_polygons([tri_vertex, tri_edge, inner_vertex, inner_edge, notch, spike], 10, -5, 30, 30)
     assert out[0].shape == (0, 2) and out[1].shape == (0, 2)
-    np.testing.assert_array_equal(B.polygons_to_boxes(out[2:]), [[10, 0, 20, 10]] * 4)
+    np.testing.assert_array_equal(P.polygons_to_boxes(out[2:]), [[10, 0, 20, 10]] * 4)
     assert _area(out[2]) == 50 and _area(out[3]) == 100 and _area(out[4]) == 75 and _area(out[5]) == 100
     assert all(len(_parts(o)) == 1 for o in out[2:])
     assert [len(o) for o in out[2:]] == [3, 4, 5, 4]  # no doubled touching vertex, spike gone
     # Zero-length edges and repeated vertices anywhere, also across the line.
     dup = np.array([[5, 5], [5, 5], [15, 5], [15, 5], [15, 5], [15, 15], [10, 15], [10, 15], [5, 15]], np.float32)
-    got = B.clip_polygons([dup], 10, 0, 30, 30)[0]
-    assert _area(got) == 50 and B.polygons_to_boxes([got])[0].tolist() == [10, 5, 15, 15]
+    got = P.clip_polygons([dup], 10, 0, 30, 30)[0]
+    assert _area(got) == 50 and P.polygons_to_boxes([got])[0].tolist() == [10, 5, 15, 15]
     # A rectangle equal to the polygon and a degenerate (empty) rectangle.
-    np.testing.assert_array_equal(B.polygons_to_boxes(B.clip_polygons([inner_edge], 10, 0, 20, 10)), [[10, 0, 20, 10]])
-    assert B.clip_polygons([inner_edge], 15, 0, 15, 10)[0].shape == (0, 2)
+    np.testing.assert_array_equal(P.polygons_to_boxes(P.clip_polygons([inner_edge], 10, 0, 20, 10)), [[10, 0, 20, 10]])
+    assert P.clip_polygons([inner_edge], 15, 0, 15, 10)[0].shape == (0, 2)
 
 
 @settings(max_examples=40, deadline=None)
@@ -468,13 +469,13 @@ def test_points_on_the_line_make_no_slivers():
 def test_self_intersecting_and_degenerate_rings_do_not_crash(points):
     """Result is approximate for self-intersecting rings, but always well formed."""
     poly = np.array(points, np.float32).reshape(-1, 2)
-    out = B.clip_polygons([poly, poly[::-1]], 0, 0, 20, 20)
+    out = P.clip_polygons([poly, poly[::-1]], 0, 0, 20, 20)
     for o in out:
         assert o.dtype == np.float32 and o.ndim == 2 and o.shape[1] == 2
         for r in _parts(o):
             assert len(r) >= 3 and _shoelace(r) > 0 and np.isfinite(r).all()
             assert (r >= 0).all() and (r <= 20).all()
-    box = B.polygons_to_boxes(out)
+    box = P.polygons_to_boxes(out)
     assert (box[:, 2] >= box[:, 0]).all() and (box[:, 3] >= box[:, 1]).all()
 
 
@@ -484,12 +485,12 @@ def test_clip_polygons_is_fast_for_many_concave_polygons():
     r = rng.uniform(5, 80, (1000, 20))
     c = rng.uniform(-20, 660, (1000, 1, 2))
     polys = list((c + np.stack([r * np.cos(a), r * np.sin(a)], -1)).astype(np.float32))
-    out = B.clip_polygons(polys, 0, 0, 640, 640)
+    out = P.clip_polygons(polys, 0, 0, 640, 640)
     assert sum(len(_parts(o)) > 1 for o in out) > 0
     times = []
     for _ in range(7):
         t0 = time.perf_counter()
-        B.clip_polygons(polys, 0, 0, 640, 640)
+        P.clip_polygons(polys, 0, 0, 640, 640)
         times.append(time.perf_counter() - t0)
     assert float(np.median(times)) < 0.05  # ~5 ms on one core; generous for loaded CI machines
 
@@ -497,14 +498,14 @@ def test_clip_polygons_is_fast_for_many_concave_polygons():
 def test_clip_polygon_outside_vanishes_and_inside_is_unchanged():
     inside = np.array([[2, 2], [5, 2], [5, 6]], np.float32)
     outside = np.array([[20, 20], [25, 20], [25, 26]], np.float32)
-    a, b = B.clip_polygons([inside, outside], 0, 0, 10, 10)
+    a, b = P.clip_polygons([inside, outside], 0, 0, 10, 10)
     np.testing.assert_allclose(a, inside)
     assert b.shape == (0, 2)
 
 
 def test_split_rings():
     p = np.array([[0, 0], [1, 0], [1, 1], [np.nan, np.nan], [3, 3], [4, 3], [4, 4]], np.float32)
-    rings = B.split_rings(p)
+    rings = P.split_rings(p)
     assert len(rings) == 2 and all(r.shape == (3, 2) for r in rings)
 
 

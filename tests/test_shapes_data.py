@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from detaug.boxes import polygons_to_boxes
+from detaug.polygons import polygons_to_boxes
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "datasets" / "shapes"

@@ -7,7 +7,7 @@ exactly (and the JPEGs byte for byte with the same OpenCV/libjpeg build).
 
 Geometry: every object is a polygon (circles are 32-gons) in detaug's
 continuous pixel frame (image edges at 0 and W, pixel centres at +0.5). The
-polygon is clipped to the image with :func:`detaug.boxes.clip_polygons`, its
+polygon is clipped to the image with :func:`detaug.polygons.clip_polygons`, its
 vertices are snapped to the 1/16 px grid that ``cv2.fillPoly(..., shift=4)``
 draws with, and that SAME polygon is both drawn and written as the label.
 The box is the tight box of the clipped polygon. Labels are amodal (the full
@@ -40,7 +40,7 @@ ROOT = HERE.parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing detaug
     sys.path.insert(0, str(ROOT))
 
-from detaug.boxes import clip_polygons, polygons_to_boxes  # noqa: E402
+from detaug.polygons import clip_polygons, polygons_to_boxes  # noqa: E402
 
 SEED = 20240611
 #: COCO category id -> name. Ids are deliberately NOT contiguous; YOLO class

@@ -32,8 +32,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
-from detaug.boxes import flatten_polygons
 from detaug.canvas import filled_image
+from detaug.polygons import flatten_polygons
 from detaug.sample import Polygons, Sample
 from detaug.transforms.base import BoxFilter, Transform
 from detaug.transforms.limits import check_range

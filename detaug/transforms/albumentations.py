@@ -45,7 +45,8 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from detaug.boxes import clip_boxes, clip_polygons
+from detaug.boxes import clip_boxes
+from detaug.polygons import clip_polygons
 from detaug.sample import Sample
 from detaug.transforms.base import Transform
 

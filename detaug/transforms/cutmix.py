@@ -37,13 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detaug.boxes import (
-    box_intersection,
-    clip_polygons,
-    flatten_polygons,
-    polygons_to_boxes,
-    unflatten_polygons,
-)
+from detaug.boxes import box_intersection
+from detaug.polygons import clip_polygons, flatten_polygons, polygons_to_boxes, unflatten_polygons
 from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
 from detaug.transforms.mixup import FILL_VALUE
@@ -183,7 +178,7 @@ def cut_polygons(
     rectangles: the left strip ``[0, x1] x [0, H]``, the right strip
     ``[x2, W] x [0, H]``, and the top and bottom middles ``[x1, x2] x [0, y1]``
     and ``[x1, x2] x [y2, H]``. Each polygon is clipped to each of them
-    (:func:`detaug.boxes.clip_polygons`) and the pieces of one object are
+    (:func:`detaug.polygons.clip_polygons`) and the pieces of one object are
     joined, NaN separated, in object order. Objects with nothing left get a
     (0, 2) array.
 

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detaug.boxes import clip_boxes, clip_polygons, polygons_to_boxes
+from detaug.boxes import clip_boxes
+from detaug.polygons import clip_polygons, polygons_to_boxes
 from detaug.sample import Sample
 from detaug.transforms.albumentations import AlbumentationsParams, AlbumentationsTransform
 from detaug.transforms.photometric import FlipParams, RandomFlip

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detaug.boxes import box_intersection, clip_polygons, split_rings
+from detaug.boxes import box_intersection
+from detaug.polygons import clip_polygons, split_rings
 from detaug.sample import Sample
 from detaug.transforms.cutmix import (
     CutMix,
