@@ -20,10 +20,13 @@ weight then multiplies is the *weighting*; detaug offers two:
     The assigner's target scores (B, A, C) of the object's anchors are
     multiplied by its weight. That also lowers the classification *target*
     (the model is taught to score a weight-``w`` object ``w``), and since
-    Ultralytics normalises by ``target_scores.sum()``, a weight only acts
-    relative to the batch's others: with every weight ``w`` the box and DFL
-    losses are unchanged, and the classification loss *rises* (its targets
-    shrink while the BCE on background anchors is divided by a smaller sum).
+    Ultralytics divides every term by ``max(target_scores.sum(), 1)``, a
+    weight acts relative to the batch's others: with every weight ``w`` the
+    box and DFL losses are multiplied by ``w * max(S, 1) / max(w * S, 1)``
+    (``S`` the native sum): unchanged while ``w * S >= 1``, ``w`` times the
+    native ones when ``S <= 1``; and the classification loss changes (targets
+    ``w`` times smaller, background BCE divided by a smaller sum), typically
+    up, not down: a constant weight does not "train as if it were 1".
 
 The pieces here are pure functions, with no Ultralytics import:
 

@@ -169,3 +169,138 @@ def test_weighted_assigner_rejects_non_callable():
 def test_ultralytics_subclass_needs_ultralytics():
     with pytest.raises(ImportError, match="ultralytics"):
         weighted_v8_detection_loss()
+
+
+# --- Ultralytics' own losses (run where ultralytics is installed: the peer venv of .ci/run) ---------
+
+
+def _ultralytics_case(cfg, seed=0, b=2, imgsz=64, nc=5):
+    """A real DetectionModel (train mode), its raw predictions on random images and a random batch."""
+    pytest.importorskip("ultralytics", reason="needs ultralytics (the peer venv, see .ci/run)")
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    g = torch.Generator().manual_seed(seed)
+    model = DetectionModel(cfg, nc=nc, verbose=False)
+    model.args = get_cfg()
+    model.train()
+    preds = model(torch.rand(b, 3, imgsz, imgsz, generator=g))
+    m = 7  # objects, over both images
+    cxcy = 0.2 + 0.6 * torch.rand(m, 2, generator=g)
+    wh = 0.1 + 0.3 * torch.rand(m, 2, generator=g)
+    batch = {
+        "batch_idx": torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]),
+        "cls": torch.randint(0, nc, (m, 1), generator=g).float(),
+        "bboxes": torch.cat([cxcy, wh], 1),
+    }
+    return model, preds, batch
+
+
+def _items(out):
+    return torch.stack(list(out[1].values())).detach()
+
+
+FAMILIES = ["yolo11n.yaml", "yolo26n.yaml"]
+
+
+@pytest.mark.parametrize("cfg", FAMILIES)
+@pytest.mark.parametrize("weighting", WEIGHTINGS)
+def test_weights_all_one_give_ultralytics_native_loss_exactly(cfg, weighting):
+    from detaug.integrations.ultralytics import weighted_criterion
+
+    model, preds, batch = _ultralytics_case(cfg)
+    native = model.init_criterion()(preds, batch)
+    crit = weighted_criterion(model, weighting)
+    weighted = crit(preds, {**batch, "weights": torch.ones(7)})
+    assert torch.equal(weighted[0], native[0]) and torch.equal(_items(weighted), _items(native))
+    assert torch.equal(crit(preds, batch)[0], native[0])  # a batch without weights: native
+    branches = [crit.one2many, crit.one2one] if hasattr(crit, "one2one") else [crit]
+    assert all(br.assigner.last_anchor_weights is None for br in branches)  # no weights: nothing recorded
+
+
+def test_weighted_criterion_matches_the_model_family():
+    pytest.importorskip("ultralytics", reason="needs ultralytics (the peer venv, see .ci/run)")
+    from ultralytics.utils.loss import E2ELoss, v8DetectionLoss
+
+    from detaug.integrations.ultralytics import (
+        WeightedDetectionLoss,
+        WeightedE2ELoss,
+        weighted_criterion,
+    )
+
+    v8 = weighted_criterion(_ultralytics_case("yolo11n.yaml")[0])
+    e2e = weighted_criterion(_ultralytics_case("yolo26n.yaml")[0], "targets")
+    assert isinstance(v8, WeightedDetectionLoss) and isinstance(v8, v8DetectionLoss)
+    assert isinstance(e2e, WeightedE2ELoss) and isinstance(e2e, E2ELoss)
+    assert isinstance(e2e.one2many, WeightedDetectionLoss) and isinstance(e2e.one2one, WeightedDetectionLoss)
+    assert e2e.one2one.assigner.weighting == "targets" and v8.weighting == "loss"
+    with pytest.raises(ValueError, match="weighting"):
+        weighted_criterion(_ultralytics_case("yolo11n.yaml")[0], "scores")
+
+
+@pytest.mark.parametrize("cfg", FAMILIES)
+def test_loss_weighting_a_constant_weight_scales_foreground_terms(cfg):
+    """"loss" weighting, every weight w: box and DFL are exactly w x native; cls = background + w x foreground."""
+    from detaug.integrations.ultralytics import weighted_criterion
+
+    model, preds, batch = _ultralytics_case(cfg, seed=1)
+    crit = weighted_criterion(model, "loss")
+    items = {w: _items(crit(preds, {**batch, "weights": torch.full((7,), w)})) for w in (1.0, 0.5, 0.25)}
+    box_dfl = [0, 2]  # box_loss, cls_loss, dfl_loss
+    torch.testing.assert_close(items[0.5][box_dfl], 0.5 * items[1.0][box_dfl])
+    torch.testing.assert_close(items[0.25][box_dfl], 0.25 * items[1.0][box_dfl])
+    fg_half = items[1.0][1] - items[0.5][1]  # = 0.5 x the foreground anchors' BCE
+    torch.testing.assert_close(items[0.5][1] - items[0.25][1], fg_half / 2)
+    assert 0 < items[0.5][1] < items[1.0][1]
+
+
+@pytest.mark.parametrize("cfg", FAMILIES)
+def test_targets_weighting_a_constant_weight_is_divided_out_of_box_terms(cfg):
+    """"targets" weighting, every weight w: box and DFL are divided by the weighted target sum, which
+    Ultralytics clamps to >= 1; so they are unchanged while w x S >= 1 and scale by w x S below
+    (S = the native target-score sum). cls changes: its targets are w x the native ones."""
+    from detaug.integrations.ultralytics import weighted_criterion
+
+    model, preds, batch = _ultralytics_case(cfg, seed=2)
+    crit = weighted_criterion(model, "targets")
+    branches = [crit.one2many, crit.one2one] if hasattr(crit, "one2one") else [crit]
+    sums = []
+    for br in branches:  # record each branch's native target-score sum S
+        inner = br.assigner.assigner
+
+        def recording(*args, _inner=inner, **kwargs):
+            out = _inner(*args, **kwargs)
+            sums.append(out[2].sum())
+            return out
+
+        br.assigner.assigner = recording
+    one = _items(crit(preds, {**batch, "weights": torch.ones(7)}))
+    s = sums[-1]  # the items are the last branch's (E2ELoss reports its one-to-one branch)
+    for w in (0.5, 4.0 / float(s) if float(s) > 4 else 0.5):
+        got = _items(crit(preds, {**batch, "weights": torch.full((7,), w)}))
+        expect = one[[0, 2]] * w * s.clamp(min=1) / (w * s).clamp(min=1)
+        torch.testing.assert_close(got[[0, 2]], expect)
+        assert not torch.allclose(got[1], one[1])
+
+
+@pytest.mark.parametrize("cfg", FAMILIES)
+def test_loss_weighting_one_objects_weight_acts_linearly_on_its_terms(cfg):
+    """One object's weight w (others 1): every loss item is affine in w (its terms x w), in both branches."""
+    from detaug.integrations.ultralytics import weighted_criterion
+
+    model, preds, batch = _ultralytics_case(cfg, seed=3)
+    crit = weighted_criterion(model, "loss")
+
+    def run(w):
+        weights = torch.ones(7)
+        weights[4] = w
+        return crit(preds, {**batch, "weights": weights})
+
+    out = {w: run(w) for w in (1.0, 0.6, 0.2)}
+    a, b = _items(out[1.0]) - _items(out[0.6]), _items(out[0.6]) - _items(out[0.2])
+    torch.testing.assert_close(a, b)  # equal steps of w, equal steps of loss
+    torch.testing.assert_close(out[1.0][0] - out[0.6][0], out[0.6][0] - out[0.2][0])
+    assert (a.abs() > 0).any()  # the object was matched and its weight reached the loss
+    branches = [crit.one2many, crit.one2one] if hasattr(crit, "one2one") else [crit]
+    for br in branches:  # the last call (w = 0.2) reached every branch's anchors of object 4
+        assert br.assigner.last_anchor_weights.min() == pytest.approx(0.2)
