@@ -26,9 +26,11 @@ import torch.utils.data
 from numpy.typing import NDArray
 
 from detaug.io import validate as V
+from detaug.io.cache import memory_message
+from detaug.io.coco import DEFAULT_MAX_JSON_BYTES, scan_coco
 from detaug.io.coco import DEFAULT_TOLERANCE as _COCO_TOL
-from detaug.io.coco import scan_coco
 from detaug.io.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     ImageCache,
@@ -39,8 +41,8 @@ from detaug.io.images import (
 )
 from detaug.io.labels import ScanResult
 from detaug.io.validate import DatasetError, DatasetWarning, Problem, Report
+from detaug.io.yolo import DEFAULT_MAX_LABEL_BYTES, scan_yolo
 from detaug.io.yolo import DEFAULT_TOLERANCE as _YOLO_TOL
-from detaug.io.yolo import scan_yolo
 from detaug.sample import Sample
 
 #: ``cache="auto"`` keeps a lazily filled shared cache when the resized
@@ -72,6 +74,12 @@ def _check_common(img_size: Any, cache: Any, max_pixels: Any, min_image_side: An
     return cache
 
 
+def _check_bytes(**limits: Any) -> None:
+    for name, v in limits.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+            raise ValueError(f"{name}: expected a positive int (bytes) or None, got {v!r}")
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Shared base of the file-backed datasets: serving Samples from a :class:`ScanResult`.
 
@@ -88,13 +96,15 @@ class DetectionDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, scan: ScanResult, *, img_size: int | None, strict: bool, cache: str | None,
-                 max_pixels: int | None, progress: bool, workers: int) -> None:
+                 max_pixels: int | None, progress: bool, workers: int,
+                 max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES) -> None:
         self.names: list[str] = list(scan.names)
         self.nc = len(self.names)
         self.report: Report = scan.report
         self.img_size = None if img_size is None else int(img_size)
         self.strict = bool(strict)
         self.max_pixels = max_pixels
+        self.max_image_bytes = max_image_bytes
         self._files = np.array(scan.files, dtype=str)
         self._label_files = np.array([s or "" for s in scan.label_files], dtype=str)
         self._ids = np.array(scan.ids)
@@ -111,6 +121,9 @@ class DetectionDataset(torch.utils.data.Dataset):
             nbytes = int((shapes[:, 0] * shapes[:, 1]).sum() * 3)
             if cache == "lazy" or ImageCache.fits_in_memory(nbytes, fraction=AUTO_CACHE_FRACTION):
                 self._cache = ImageCache.allocate(shapes)
+            else:
+                warnings.warn(memory_message("auto", nbytes, AUTO_CACHE_FRACTION), V.DatasetWarning,
+                              stacklevel=3)
         if self.report.problems:
             warnings.warn(self.report.summary(), DatasetWarning, stacklevel=3)
 
@@ -161,7 +174,8 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _read(self, index: int) -> tuple[NDArray[np.uint8], tuple[int, int]]:
         # Large JPEGs decode at 1/2, 1/4 or 1/8 scale when that still covers img_size.
-        img = read_image(str(self._files[index]), max_pixels=self.max_pixels, min_long_side=self.img_size)
+        img = read_image(str(self._files[index]), max_pixels=self.max_pixels, min_long_side=self.img_size,
+                         max_bytes=getattr(self, "max_image_bytes", DEFAULT_MAX_IMAGE_BYTES))
         h, w = img.shape[:2]
         sh, sw = (int(v) for v in self._sizes[index])
         orig = (sh, sw) if any(sh == h * f and sw == w * f for f in (1, 2, 4, 8)) else (h, w)
@@ -173,7 +187,9 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def _build_cache(self, progress: bool, workers: int) -> None:
         shapes = self._resized_shapes()
-        if not ImageCache.fits_in_memory(int((shapes[:, 0] * shapes[:, 1]).sum() * 3)):
+        nbytes = int((shapes[:, 0] * shapes[:, 1]).sum() * 3)
+        if not ImageCache.fits_in_memory(nbytes):
+            warnings.warn(memory_message("ram", nbytes, 0.8), V.DatasetWarning, stacklevel=4)
             return
         failed: list[tuple[int, Exception]] = []
         self._cache = ImageCache.build(
@@ -183,8 +199,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         for i, e in sorted(failed, key=lambda t: t[0]):
             self._bad.add(i)
             if isinstance(e, ImageError):
-                p = Problem(e.kind, e.path, None, f"{e.detail} (found while caching; item {i} is replaced "
-                            "by the next good index)")
+                then = "strict mode stops here" if self.strict else f"item {i} is replaced by the next good index"
+                p = Problem(e.kind, e.path, None, f"{e.detail} (found while caching; {then})")
             else:
                 p = Problem(V.DECODE_FAILED, str(self._files[i]), None, f"{type(e).__name__}: {e}")
             self.report.add(p)
@@ -234,8 +250,8 @@ class DetectionDataset(torch.utils.data.Dataset):
                 s = self.load(j)
             except ImageError as e:
                 self._bad.add(j)
-                p = Problem(V.DECODE_FAILED, e.path, None,
-                            f"{e.kind}: {e.detail} (item {j} is replaced by the next good index)")
+                then = "strict mode stops here" if self.strict else f"item {j} is replaced by the next good index"
+                p = Problem(V.DECODE_FAILED, e.path, None, f"{e.kind}: {e.detail} ({then})")
                 self.report.add(p)
                 if self.strict:
                     raise DatasetError(str(p), [p]) from e
@@ -270,6 +286,10 @@ class YoloDataset(DetectionDataset):
         polygons: ``None`` (keep if any row has one; box rows then get rectangles),
             ``True`` or ``False``.
         workers: threads for scanning and caching.
+        max_image_bytes: image files larger than this are not read (``too_large``;
+            default 512 MiB; ``None``: no limit).
+        max_label_bytes: label txt files larger than this are not read
+            (``too_large``, the image is skipped; default 64 MiB; ``None``: no limit).
 
     Attributes:
         names, nc, report, files: see :class:`DetectionDataset`.
@@ -292,16 +312,19 @@ class YoloDataset(DetectionDataset):
         skip_image_on_bad_row: bool = False,
         polygons: bool | None = None,
         workers: int = 8,
+        max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
+        max_label_bytes: int | None = DEFAULT_MAX_LABEL_BYTES,
     ) -> None:
         cache = _check_common(img_size, cache, max_pixels, min_image_side, coord_tolerance, workers)
+        _check_bytes(max_image_bytes=max_image_bytes, max_label_bytes=max_label_bytes)
         scan = scan_yolo(
             source, split, names=names, strict=strict, max_pixels=max_pixels,
             min_image_side=min_image_side, coord_tolerance=coord_tolerance, full_decode=full_decode,
             skip_image_on_bad_row=skip_image_on_bad_row, polygons=polygons, progress=progress,
-            workers=workers,
+            workers=workers, max_image_bytes=max_image_bytes, max_label_bytes=max_label_bytes,
         )
         super().__init__(scan, img_size=img_size, strict=strict, cache=cache, max_pixels=max_pixels,
-                         progress=progress, workers=workers)
+                         progress=progress, workers=workers, max_image_bytes=max_image_bytes)
 
 
 class CocoDataset(DetectionDataset):
@@ -310,6 +333,7 @@ class CocoDataset(DetectionDataset):
     Args:
         annotation_json: the instances json.
         image_root: folder that the images' ``file_name`` resolve against.
+        max_label_bytes: the json's size limit (default 2 GiB; ``None``: no limit).
         Others: as :class:`YoloDataset` (``coord_tolerance`` is relative to the image side).
 
     Attributes:
@@ -335,19 +359,22 @@ class CocoDataset(DetectionDataset):
         skip_image_on_bad_row: bool = False,
         polygons: bool | None = None,
         workers: int = 8,
+        max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
+        max_label_bytes: int | None = DEFAULT_MAX_JSON_BYTES,
     ) -> None:
         cache = _check_common(img_size, cache, max_pixels, min_image_side, coord_tolerance, workers)
+        _check_bytes(max_image_bytes=max_image_bytes, max_label_bytes=max_label_bytes)
         scan = scan_coco(
             annotation_json, image_root, strict=strict, max_pixels=max_pixels,
             min_image_side=min_image_side, coord_tolerance=coord_tolerance, full_decode=full_decode,
             skip_image_on_bad_row=skip_image_on_bad_row, polygons=polygons, progress=progress,
-            workers=workers,
+            workers=workers, max_image_bytes=max_image_bytes, max_label_bytes=max_label_bytes,
         )
         cats = scan.extra["categories"]
         self.category_ids: list[int] = list(cats.category_ids)  # type: ignore[attr-defined]
         self.category_to_class: dict[int, int] = dict(cats.category_to_class)  # type: ignore[attr-defined]
         super().__init__(scan, img_size=img_size, strict=strict, cache=cache, max_pixels=max_pixels,
-                         progress=progress, workers=workers)
+                         progress=progress, workers=workers, max_image_bytes=max_image_bytes)
 
 
 from detaug.mix_dataset import MixDataset  # noqa: E402  (re-export: MixDataset lives in its own module)

@@ -16,6 +16,7 @@ weights) is printed before the path.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -176,6 +177,27 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         )
     if args.before_after and args.augment == "none":
         parser.error("--before-after needs --augment (mosaic, mixup, cutmix, full or a yaml)")
+    problem = out_problem(args.out)
+    if problem is not None:
+        parser.error(f"--out: {problem}")
+
+
+def out_problem(out: Path) -> str | None:
+    """Why the PNG cannot be written to ``out`` (checked before any work), or ``None``."""
+    if out.is_dir():
+        return f"{out} is a folder; give a file name, e.g. {out / DEFAULT_OUT.name}"
+    if out.suffix.lower() != ".png":
+        return f"{out} must end in .png"
+    if out.exists() and not os.access(out, os.W_OK):
+        return f"{out} exists and is not writable"
+    parent = out.parent
+    while not parent.exists():  # the nearest existing folder must let us create the rest
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a folder, so {out} cannot be created"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {out}: {parent} is not writable"
+    return None
 
 
 def augment_config(spec: str, img_size: int | None) -> AugmentConfig | None:
@@ -351,7 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, IndexError) as e:  # detaug.DatasetError is a ValueError
         print(f"visualize.py: error: {e}", file=sys.stderr)
         return 1
-    out = save_png(args.out, grid)
+    try:
+        out = save_png(args.out, grid)
+    except OSError as e:
+        print(f"visualize.py: error: --out: {e}", file=sys.stderr)
+        return 1
     print(out.resolve())
     return 0
 

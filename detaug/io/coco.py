@@ -30,7 +30,9 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from detaug.io import validate as V
+from detaug.io.files import FileProblem, read_regular_file
 from detaug.io.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     ImageError,
@@ -41,11 +43,29 @@ from detaug.io.images import (
 from detaug.io.labels import ImageLabels, LabelTable, ScanResult
 from detaug.io.validate import DatasetError, Problem, ProblemSink, Report
 
-__all__ = ["CocoCategories", "load_categories", "scan_coco"]
+__all__ = ["CocoCategories", "DEFAULT_MAX_JSON_BYTES", "load_categories", "scan_coco"]
 
 DEFAULT_TOLERANCE = 1e-3
 #: Normalised overshoot treated as float noise: clipped without a ``clipped`` warning.
 ROUNDING_EPS = 1e-6
+#: Default limit on an annotation json in bytes: 2 GiB (COCO train2017 instances is 448 MB).
+DEFAULT_MAX_JSON_BYTES = 2 * 2**30
+
+
+def _id_ok(v: Any) -> bool:
+    """An id pycocotools can index by: an int (not bool) or a string."""
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+
+
+def _bad_fields(a: dict[str, Any]) -> str | None:
+    """What is wrong with an annotation's id fields and ``iscrowd``, or ``None``."""
+    for key in ("id", "image_id", "category_id"):
+        if key in a and not _id_ok(a[key]):
+            return f"{key!r} must be an integer or a string, got {a[key]!r} ({type(a[key]).__name__})"
+    crowd = a.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, (float, str)):
+        return f"'iscrowd' must be 0 or 1, got {crowd!r} ({type(crowd).__name__})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -172,12 +192,17 @@ def scan_coco(
     polygons: bool | None = None,
     progress: bool = True,
     workers: int = 8,
+    max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
+    max_label_bytes: int | None = DEFAULT_MAX_JSON_BYTES,
 ) -> ScanResult:
     """Load, check and index a COCO instances json.
 
     Arguments are as in :func:`detaug.io.yolo.scan_yolo`; ``coord_tolerance``
     is relative to the image side. ``ScanResult.extra`` holds
-    ``"categories"`` (:class:`CocoCategories`).
+    ``"categories"`` (:class:`CocoCategories`). ``max_label_bytes`` limits the
+    json's size (default 2 GiB), ``max_image_bytes`` each image's. The json may
+    start with a UTF-8 BOM. Ids must be integers or strings and ``iscrowd`` 0
+    or 1 (a bool counts); anything else is ``malformed``, naming the annotation.
 
     Raises:
         DatasetError: unreadable json, missing top-level keys, bad categories;
@@ -189,10 +214,12 @@ def scan_coco(
     report = Report(source=jname)
     sink = ProblemSink(report, strict)
     try:
-        with open(jpath, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DatasetError(f"{jpath}: annotation json not found") from None
+        data = json.loads(read_regular_file(jpath, max_bytes=max_label_bytes).decode("utf-8-sig"))
+    except FileProblem as e:
+        if e.kind == V.MISSING_FILE:
+            raise DatasetError(f"{jpath}: annotation json not found") from None
+        raise DatasetError(f"{jpath}: {e.kind}: annotation json: "
+                           f"{e.detail.replace('max_bytes=', 'max_label_bytes=')}") from None
     except json.JSONDecodeError as e:
         raise DatasetError(f"{jpath}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -220,13 +247,15 @@ def scan_coco(
         if missing:
             bad(V.MISSING_KEY, f"{ident}: missing key {missing[0]!r}")
             continue
-        if not isinstance(im["file_name"], str) or isinstance(im["id"], (dict, list)):
-            bad(V.MALFORMED, f"{ident}: 'id' or 'file_name' has a wrong type")
+        if not isinstance(im["file_name"], str) or not _id_ok(im["id"]):
+            bad(V.MALFORMED, f"{ident}: 'id' must be an integer or a string and 'file_name' a string, "
+                f"got id {im['id']!r}, file_name {im['file_name']!r}")
             continue
         if im["id"] in images:
             bad(V.DUPLICATE_ID, f"{ident}: image id {im['id']} already used by an earlier image")
             continue
-        size_ok = all(isinstance(im.get(k), (int, float)) and im.get(k, 0) > 0 for k in ("width", "height"))
+        size_ok = all(isinstance(im.get(k), (int, float)) and not isinstance(im.get(k), bool)
+                      and im.get(k, 0) > 0 for k in ("width", "height"))
         if ("width" in im or "height" in im) and not size_ok:
             bad(V.MALFORMED, f"{ident}: 'width'/'height' must be positive numbers")
             continue
@@ -243,6 +272,10 @@ def scan_coco(
         missing = [k for k in ("image_id", "category_id", "bbox") if k not in a]
         if missing:
             bad(V.MISSING_KEY, f"{ident}: missing key {missing[0]!r}")
+            continue
+        why = _bad_fields(a)
+        if why is not None:
+            bad(V.MALFORMED, f"{ident}: {why}")
             continue
         if "id" in a:
             if a["id"] in ann_ids:
@@ -269,7 +302,7 @@ def scan_coco(
         p = root / images[img_id]["file_name"]
         try:
             return p, inspect_image(p, max_pixels=max_pixels, min_side=min_image_side,
-                                    full_decode=full_decode), None
+                                    full_decode=full_decode, max_bytes=max_image_bytes), None
         except ImageError as e:
             return p, None, e.to_problem()
 
