@@ -91,7 +91,7 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int | None) ->
         got = 0
         while True:  # read at most limit bytes even if the file grows meanwhile
             try:
-                b = os.read(fd, min(limit - got, 1 << 24))
+                b = os.read(fd, min(limit - got, max(st.st_size + 1 - got, 1 << 16), 1 << 24))
             except OSError as e:
                 raise FileProblem(V.UNREADABLE, p, f"cannot read: {e.strerror or e}") from None
             if not b:
