@@ -1,24 +1,25 @@
-"""tools/train_example.py: the detector's pieces against references, and a short real training.
+"""The example detector (``examples/``): its pieces against references, a short real training, the CLI.
 
-- :func:`assign` against a float64 loop reference on random boxes;
-- :func:`nms` against a loop greedy NMS (and the module's doctests);
+- :func:`~examples.assigner.assign` against a float64 loop reference on random boxes;
+- :func:`~examples.nms.nms` against a loop greedy NMS (the package's doctests
+  run with the suite: ``examples`` is in setup.cfg's testpaths);
 - the weighted loss: the classification target of every assigned cell, read
   back from the gradient, is exactly its object's weight; the box term scales
-  by the weight; :func:`pad_targets` matches :func:`detaug.loss.padded_gt_weights`;
+  by the weight; :func:`~examples.assigner.pad_targets` matches
+  :func:`detaug.loss.padded_gt_weights`;
 - seeded init (no global RNG);
+- the batches: every pass over the loader is the next epoch (keys from
+  ``EpochSampler``), and :func:`~examples.train.mixed_batches` refuses a
+  batch of another epoch;
 - end to end: a short training on the bundled shapes set (MixDataset, 2
-  DataLoader workers, MixUp and CutMix on the batch) whose loss must fall and
-  whose model must prefer each image's own labels to another image's (the
-  loop itself raises if a batch comes from the wrong epoch), ``set_epoch``
-  reaching persistent workers, and the CLI writing its predictions PNG.
+  DataLoader workers, MixUp and CutMix on the batch, the weighted loss) whose
+  loss must fall and whose model must prefer each image's own labels to
+  another image's; the CLI writing its predictions PNG.
 """
 
 from __future__ import annotations
 
-import doctest
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import cv2
@@ -26,26 +27,18 @@ import numpy as np
 import pytest
 import torch
 
-from detaug.batch import collate
+from detaug import BatchMixer, YoloDataset, collate
 from detaug.loss import padded_gt_weights
 from detaug.sample import Sample
+from examples.assigner import assign, pad_targets
+from examples.detector import TinyDetector, decode, init_weights, make_anchors, pad_to_stride
+from examples.loss import detection_loss, giou
+from examples.nms import nms
+from examples.train import build_dataset, build_loader, mixed_batches, train
+from tools.train_example import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "train_example.py"
 SHAPES = ROOT / "datasets" / "shapes" / "shapes.yaml"
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("train_example_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def tool():
-    return _load_tool()
 
 
 @pytest.fixture
@@ -100,14 +93,14 @@ def _assign_reference(points, strides, boxes, mask, radius):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_assign_matches_loop_reference(tool, seed):
+def test_assign_matches_loop_reference(seed):
     rng = np.random.default_rng(seed)
-    points, strides = tool.make_anchors(64, 96, "cpu")
+    points, strides = make_anchors(64, 96, "cpu")
     b, g = 3, 6
     boxes = np.stack([_random_boxes(rng, g, 64.0) for _ in range(b)]).astype(np.float32)
     mask = rng.uniform(size=(b, g)) < 0.8
     mask[0] = False  # an image with no objects
-    fg, idx = tool.assign(points, strides, torch.from_numpy(boxes), torch.from_numpy(mask), radius=1.5)
+    fg, idx = assign(points, strides, torch.from_numpy(boxes), torch.from_numpy(mask), radius=1.5)
     ref_fg, ref_idx = _assign_reference(points, strides, torch.from_numpy(boxes), torch.from_numpy(mask), 1.5)
     np.testing.assert_array_equal(fg.numpy(), ref_fg)
     np.testing.assert_array_equal(idx.numpy(), ref_idx)
@@ -117,13 +110,13 @@ def test_assign_matches_loop_reference(tool, seed):
         assert set(idx[i][fg[i]].tolist()) <= set(np.flatnonzero(mask[i]).tolist())
 
 
-def test_assign_hand_example(tool):
-    points, strides = tool.make_anchors(64, 64, "cpu")
+def test_assign_hand_example():
+    points, strides = make_anchors(64, 64, "cpu")
     big = [0.0, 0.0, 64.0, 64.0]
     small = [8.0, 8.0, 24.0, 24.0]
     tiny = [45.0, 45.0, 47.0, 47.0]  # no cell centre inside it
     boxes = torch.tensor([[big, small, tiny]])
-    fg, idx = tool.assign(points, strides, boxes, torch.ones(1, 3, dtype=torch.bool), radius=2.5)
+    fg, idx = assign(points, strides, boxes, torch.ones(1, 3, dtype=torch.bool), radius=2.5)
     at = {(float(p[0]), float(p[1]), float(s)): (bool(f), int(i))
           for p, s, f, i in zip(points, strides, fg[0], idx[0], strict=True)}
     assert at[(12.0, 12.0, 8.0)] == (True, 1)  # inside the small box: the smaller box wins
@@ -158,7 +151,7 @@ def _greedy_nms(boxes, scores, classes, thr):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_nms_is_exact_greedy(tool, seed):
+def test_nms_is_exact_greedy(seed):
     rng = np.random.default_rng(seed)
     n = 60
     centres = rng.uniform(20, 80, (4, 2))[rng.integers(0, 4, n)]  # clusters, so boxes overlap a lot
@@ -168,14 +161,9 @@ def test_nms_is_exact_greedy(tool, seed):
     scores = torch.from_numpy(rng.permutation(n) / n).float()  # distinct scores
     classes = torch.from_numpy(rng.integers(0, 2, n))
     for thr in (0.3, 0.5, 0.7):
-        got = tool.nms(boxes, scores, classes, thr).tolist()
+        got = nms(boxes, scores, classes, thr).tolist()
         assert got == _greedy_nms(boxes, scores, classes, thr)
-    assert tool.nms(boxes[:0], scores[:0], classes[:0], 0.5).numel() == 0
-
-
-def test_module_doctests(tool):
-    res = doctest.testmod(tool, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted >= 2 and res.failed == 0
+    assert nms(boxes[:0], scores[:0], classes[:0], 0.5).numel() == 0
 
 
 # ----------------------------------------------------------------------------- weighted loss
@@ -187,18 +175,18 @@ def _one_object_batch(weight: float):
 
 
 @pytest.mark.parametrize("w", [1.0, 0.6, 0.25])
-def test_object_weight_is_the_cls_target_and_scales_the_box_term(tool, w):
+def test_object_weight_is_the_cls_target_and_scales_the_box_term(w):
     batch = _one_object_batch(w)
-    points, strides = tool.make_anchors(64, 64, "cpu")
+    points, strides = make_anchors(64, 64, "cpu")
     g = torch.Generator().manual_seed(0)
     a = points.shape[0]
     logits = torch.randn((2, a, 5), generator=g, requires_grad=True)
     dist = torch.rand((2, a, 4), generator=g) * 20 + 1
-    targets = tool.pad_targets(batch)
-    out = tool.detection_loss(logits, dist, points, strides, targets)
+    targets = pad_targets(batch)
+    out = detection_loss(logits, dist, points, strides, targets)
     # cls loss = sum of BCE / n_fg  ->  d/dlogit = (sigmoid - target) / n_fg: read the targets back.
     (grad,) = torch.autograd.grad(out.total, logits)
-    fg, idx = tool.assign(points, strides, targets.boxes, targets.mask)
+    fg, idx = assign(points, strides, targets.boxes, targets.mask)
     n = int(fg.sum())
     assert n == out.num_fg > 2
     target = torch.sigmoid(logits.detach()) - grad * n
@@ -208,24 +196,24 @@ def test_object_weight_is_the_cls_target_and_scales_the_box_term(tool, w):
     torch.testing.assert_close(target, expected, atol=1e-5, rtol=0)
 
     # box term: image 0's cells contribute w * (1 - GIoU), image 1's 1 * (1 - GIoU)
-    ref = tool.detection_loss(logits.detach(), dist, points, strides, tool.pad_targets(_one_object_batch(1.0)))
-    boxes = tool.decode(points, dist)
-    gi0 = tool.giou(boxes[0][fg[0]], targets.boxes[0, 0].expand(int(fg[0].sum()), 4))
-    gi1 = tool.giou(boxes[1][fg[1]], targets.boxes[1, 0].expand(int(fg[1].sum()), 4))
+    ref = detection_loss(logits.detach(), dist, points, strides, pad_targets(_one_object_batch(1.0)))
+    boxes = decode(points, dist)
+    gi0 = giou(boxes[0][fg[0]], targets.boxes[0, 0].expand(int(fg[0].sum()), 4))
+    gi1 = giou(boxes[1][fg[1]], targets.boxes[1, 0].expand(int(fg[1].sum()), 4))
     expect_box = (w * (1 - gi0).sum() + (1 - gi1).sum()) / n
     torch.testing.assert_close(out.box, expect_box)
     if w < 1:
         assert out.box < ref.box
 
 
-def test_pad_targets_matches_padded_gt_weights(tool):
+def test_pad_targets_matches_padded_gt_weights():
     rng = np.random.default_rng(3)
     samples = []
     for k in (3, 0, 5, 1):
         samples.append(Sample.create(np.zeros((32, 48, 3), np.uint8), boxes=_random_boxes(rng, k, 32.0),
                                      classes=rng.integers(0, 5, k), weights=rng.uniform(0.1, 1.0, k)))
     batch = collate(samples)
-    t = tool.pad_targets(batch)
+    t = pad_targets(batch)
     assert t.boxes.shape == (4, 5, 4)
     torch.testing.assert_close(t.weights, padded_gt_weights(batch.batch_idx, batch.weights, 4))
     np.testing.assert_array_equal(t.mask.numpy(), (t.weights > 0).numpy())
@@ -236,15 +224,15 @@ def test_pad_targets_matches_padded_gt_weights(tool):
         assert not t.mask[i, k:].any()
 
 
-def test_init_is_seeded_without_global_rng(tool):
+def test_init_is_seeded_without_global_rng():
     def params(seed):
-        m = tool.init_weights(tool.TinyDetector(5, width=8), torch.Generator().manual_seed(seed))
+        m = init_weights(TinyDetector(5, width=8), torch.Generator().manual_seed(seed))
         return torch.cat([p.detach().flatten() for p in m.parameters()])
 
     a, b, c = params(1), params(1), params(2)
     assert torch.equal(a, b)  # the global RNG advanced between the two builds: init does not use it
     assert not torch.equal(a, c)
-    m = tool.TinyDetector(5, width=8)
+    m = TinyDetector(5, width=8)
     logits, dist = m(torch.zeros(2, 3, 64, 96))
     a_cells = 64 * 96 // 64 + 64 * 96 // 256
     assert logits.shape == (2, a_cells, 5) and dist.shape == (2, a_cells, 4)
@@ -254,55 +242,71 @@ def test_init_is_seeded_without_global_rng(tool):
 
 
 # ----------------------------------------------------------------------------- end to end
-def test_set_epoch_reaches_persistent_workers(tool):
-    ds = tool.build_dataset(SHAPES, img_size=64, seed=0)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1, persistent_workers=True,
-                                         collate_fn=collate)
-    seen, first = [], []
-    for epoch in range(3):
-        ds.set_epoch(epoch)
-        batches = list(loader)
-        seen.append({m["epoch"] for b in batches for m in b.metas})
-        first.append(batches[0].images)
-    assert seen == [{0}, {1}, {2}]
-    assert not torch.equal(first[0], first[1])  # a new augmentation stream, not a replay
+class _StuckInEpoch0(torch.utils.data.Dataset):
+    """Serves epoch 0's sample whatever key it is asked for (a worker that missed the epoch)."""
+
+    def __init__(self, ds):
+        self.ds, self.seed = ds, ds.seed
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, key):
+        return self.ds[(0, key[1])]
 
 
-def test_short_training_learns(tool, two_threads):
-    steps = 80  # ratio ~0.71 against the 0.8 bar: margin for other CPUs
-    res = tool.train(data=SHAPES, steps=steps, batch_size=8, img_size=128, workers=2, mixup=0.3, cutmix=0.3,
-                     lr=3e-3, seed=0, device="cpu", width=16, progress=False)
+def test_every_pass_is_the_next_epoch_and_a_stale_batch_is_refused():
+    ds = build_dataset(SHAPES, img_size=32, seed=0)
+    loader = build_loader(ds, batch_size=12, workers=0)  # 24 images: 2 batches an epoch
+    mixer = BatchMixer(mixup=0.5, cutmix=0.5, output_dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    it = mixed_batches(loader, mixer, torch.device("cpu"))
+    batches = [next(it) for _ in range(3)]
+    assert [sorted({m["epoch"] for m in b.metas}) for b in batches] == [[0], [0], [1]]
+    assert batches[0].images.dtype == torch.float32 and batches[0].images.shape == (12, 3, 32, 32)
+    assert loader.sampler.epoch == 2  # the third batch started epoch 1
+    assert not torch.equal(batches[0].images, batches[2].images)  # a new augmentation stream, not a replay
+
+    stale = mixed_batches(build_loader(_StuckInEpoch0(ds), batch_size=12, workers=0), mixer, torch.device("cpu"))
+    next(stale), next(stale)
+    with pytest.raises(RuntimeError, match="epochs \\[0\\] during epoch 1"):
+        next(stale)
+
+
+def test_short_training_learns(two_threads):
+    # MixDataset (Mosaic every image), 2 persistent workers, MixUp and CutMix on the batch, the
+    # weighted loss: the loss must fall by 20 %, the box loss by 10 %.
+    steps, batch_size, img_size = 80, 8, 128
+    res = train(data=SHAPES, steps=steps, batch_size=batch_size, img_size=img_size, workers=2, mixup=0.3,
+                cutmix=0.3, lr=3e-3, seed=0, device="cpu", width=16, progress=False)
     h = np.asarray(res.history)
     assert h.shape == (steps,) and np.isfinite(h).all()
     first, last = h[:10].mean(), h[-10:].mean()
     assert last < 0.8 * first, (first, last)
     assert np.mean(res.box_history[-10:]) < 0.9 * np.mean(res.box_history[:10])
-    assert res.extra["epochs"] >= steps // 3  # 24 images / batch 8: set_epoch ran every 3 steps
+    assert res.extra["epochs"] == math.ceil(steps / (24 // batch_size))  # 24 images, full batches: every pass
 
     # The model must have learned *these* labels for *these* images: on val images its loss with
     # their own labels is well below its loss with the labels of another image.
-    from detaug import YoloDataset
-
-    ds = YoloDataset(SHAPES, split="val", img_size=128, progress=False)
+    ds = YoloDataset(SHAPES, split="val", img_size=img_size, progress=False)
     batch = collate([ds[i] for i in range(len(ds))])
-    images = tool.pad_to_stride(batch.images.float() / 255.0)
-    points, strides = tool.make_anchors(images.shape[-2], images.shape[-1], "cpu")
+    images = pad_to_stride(batch.images.float() / 255.0)
+    points, strides = make_anchors(images.shape[-2], images.shape[-1], "cpu")
     with torch.no_grad():
         logits, dist = res.model(images)
-        own = tool.detection_loss(logits, dist, points, strides, tool.pad_targets(batch))
+        own = detection_loss(logits, dist, points, strides, pad_targets(batch))
         b = batch.batch_size
         shuffled = batch.replace(batch_idx=(batch.batch_idx + 1) % b)  # image i gets image i-1's labels
         order = torch.argsort(shuffled.batch_idx, stable=True)
         shuffled = shuffled.replace(batch_idx=shuffled.batch_idx[order], boxes=shuffled.boxes[order],
                                     classes=shuffled.classes[order], weights=shuffled.weights[order])
-        other = tool.detection_loss(logits, dist, points, strides, tool.pad_targets(shuffled))
+        other = detection_loss(logits, dist, points, strides, pad_targets(shuffled))
     assert own.total < 0.8 * other.total, (float(own.total), float(other.total))
 
 
-def test_cli_writes_predictions_png(tool, tmp_path, capsys, two_threads):
+def test_cli_writes_predictions_png(tmp_path, capsys, two_threads):
     out = tmp_path / "sub" / "pred.png"
-    rc = tool.main(["--steps", "4", "--batch-size", "4", "--img-size", "64", "--workers", "0",
-                    "--num-images", "3", "--out", str(out), "--quiet", "--device", "cpu"])
+    rc = main(["--steps", "4", "--batch-size", "4", "--img-size", "64", "--workers", "0",
+               "--num-images", "3", "--out", str(out), "--quiet", "--device", "cpu"])
     assert rc == 0
     img = cv2.imread(str(out))
     assert img is not None and img.ndim == 3 and img.shape[0] > 64 and img.shape[1] > 2 * 64
@@ -311,9 +315,10 @@ def test_cli_writes_predictions_png(tool, tmp_path, capsys, two_threads):
 
 
 @pytest.mark.parametrize("argv", [["--img-size", "100"], ["--steps", "0"], ["--batch-size", "1"],
-                                  ["--mixup", "0.7", "--cutmix", "0.5"], ["--workers", "-1"]])
-def test_cli_rejects_bad_options(tool, argv, capsys):
+                                  ["--mixup", "1.5"], ["--cutmix", "-0.1"], ["--workers", "-1"],
+                                  ["--width", "2"], ["--num-images", "0"]])
+def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit) as e:
-        tool.main(argv)
+        main(argv)
     assert e.value.code == 2
     assert "must be" in capsys.readouterr().err
