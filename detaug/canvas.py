@@ -45,7 +45,7 @@ def filled_image(h: int, w: int, color: tuple[int, int, int]) -> NDArray[np.uint
 
 def _matrix(m: ArrayLike, name: str) -> NDArray[np.float64]:
     a = np.array(m, dtype=np.float64)
-    if a.shape != (3, 3) or not np.all(np.isfinite(a)):
+    if a.shape != (3, 3) or not np.isfinite(a).all():
         raise ValueError(f"{name}: expected a finite (3, 3) matrix, got shape {a.shape}")
     a.setflags(write=False)
     return a
@@ -84,6 +84,19 @@ class TileWarp:
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.source, self.crop, np.array(self.matrix), self.whole))
 
+    def with_source(self, source: int) -> TileWarp:
+        """The same warp reading ``source`` (an int; the other fields, already checked, are shared).
+
+        >>> TileWarp(0, (0, 0, 2, 2), np.eye(3)).with_source(3).source
+        3
+        """
+        w = object.__new__(TileWarp)
+        object.__setattr__(w, "source", int(source))
+        object.__setattr__(w, "crop", self.crop)
+        object.__setattr__(w, "matrix", self.matrix)
+        object.__setattr__(w, "whole", self.whole)
+        return w
+
 
 @dataclass(frozen=True, eq=False)
 class CanvasPlan:
@@ -112,6 +125,19 @@ class CanvasPlan:
         frame = None if self.frame is None else np.array(self.frame)
         return (type(self), (self.warps, frame, self.frame_side))
 
+    def with_sources(self, sources: Any) -> CanvasPlan:
+        """The same canvas with each warp's ``source`` replaced by ``sources[warp.source]`` (a sequence or dict).
+
+        >>> c = CanvasPlan((TileWarp(0, (0, 0, 2, 2), np.eye(3)), TileWarp(1, (0, 0, 2, 2), np.eye(3))))
+        >>> [w.source for w in c.with_sources([7, 5]).warps]
+        [7, 5]
+        """
+        c = object.__new__(CanvasPlan)
+        object.__setattr__(c, "warps", tuple(w.with_source(sources[w.source]) for w in self.warps))
+        object.__setattr__(c, "frame", self.frame)
+        object.__setattr__(c, "frame_side", self.frame_side)
+        return c
+
 
 def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: float, size: int,
                         fill: tuple[int, int, int]) -> None:
@@ -131,7 +157,8 @@ def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: fl
     if not geometry.is_affine(a) and np.any(corners @ a[2, :2] + a[2, 2] <= 1e-9):
         return  # the frame crosses a perspective horizon: leave it to the warps
     q = geometry.warp_points(corners, a)
-    edges = np.roll(q, -1, axis=0) - q
+    p1 = q[[1, 2, 3, 0]]
+    edges = p1 - q
     box = np.array([[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]])
     # z of edge x (point - start) for every output corner and frame edge; the quad
     # keeps its orientation, so "inside" is one sign for all four edges
@@ -140,7 +167,7 @@ def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: fl
         return
     # per output row, the span of pixel centres inside the convex quad
     yc = np.arange(s, dtype=np.float64) + 0.5
-    p0, p1 = q, np.roll(q, -1, axis=0)
+    p0 = q
     lo, hi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
     cover = (yc[:, None] >= lo) & (yc[:, None] <= hi) & (hi > lo)
     dy = np.where(hi > lo, p1[:, 1] - p0[:, 1], 1.0)
@@ -152,9 +179,20 @@ def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: fl
     row = filled_image(1, s, fill)[0]
     empty = last < first
     out[empty] = row
-    for r in np.flatnonzero(~empty & ((first > 0) | (last < s - 1))).tolist():
-        out[r, : first[r]] = row[: first[r]]
-        out[r, last[r] + 1 :] = row[last[r] + 1 :]
+    rows = np.flatnonzero(~empty & ((first > 0) | (last < s - 1)))
+    if rows.size == 0:
+        return
+    # runs of consecutive rows with the same span (one run per side for an axis-aligned frame)
+    f, g = first[rows], last[rows]
+    cut = np.flatnonzero((np.diff(rows) != 1) | (np.diff(f) != 0) | (np.diff(g) != 0)) + 1
+    starts = np.concatenate([[0], cut]).tolist()
+    ends = np.concatenate([cut, [rows.size]]).tolist()
+    for a0, a1 in zip(starts, ends, strict=True):
+        r0, r1, c0, c1 = int(rows[a0]), int(rows[a1 - 1]) + 1, int(f[a0]), int(g[a0]) + 1
+        if c0 > 0:
+            out[r0:r1, :c0] = row[:c0]
+        if c1 < s:
+            out[r0:r1, c1:] = row[c1:]
 
 
 def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: int,

@@ -56,9 +56,7 @@ def identity() -> M3:
 
 def translation(tx: float, ty: float) -> M3:
     """Move by (tx, ty) pixels."""
-    m = np.eye(3)
-    m[0, 2], m[1, 2] = tx, ty
-    return m
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
 
 
 def scaling(sx: float, sy: float | None = None) -> M3:
@@ -133,8 +131,8 @@ def ultralytics_matrix(
 
 def is_affine(m: ArrayLike, tol: float = 0.0) -> bool:
     """True when the last row of ``m`` is (0, 0, 1)."""
-    m = np.asarray(m, dtype=np.float64)
-    return bool(abs(m[2, 0]) <= tol and abs(m[2, 1]) <= tol and abs(m[2, 2] - 1.0) <= tol)
+    a, b, c = np.asarray(m, dtype=np.float64)[2].tolist()
+    return abs(a) <= tol and abs(b) <= tol and abs(c - 1.0) <= tol
 
 
 def warp_points(points: ArrayLike, m: ArrayLike) -> NDArray[np.float64]:
@@ -145,7 +143,8 @@ def warp_points(points: ArrayLike, m: ArrayLike) -> NDArray[np.float64]:
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     m = np.asarray(m, dtype=np.float64)
     x = p @ m[:2, :2].T + m[:2, 2]
-    if is_affine(m):
+    a, b, c = m[2].tolist()
+    if a == 0.0 and b == 0.0 and c == 1.0:  # is_affine(m), inlined
         return x
     w = p @ m[2, :2] + m[2, 2]
     return x / w[:, None]
@@ -217,10 +216,11 @@ def warped_bounds(src_size: tuple[int, int], m: ArrayLike, dst_size: tuple[int, 
         if np.any(den <= 1e-9):
             return (0, 0, dw, dh)
     q = warp_points(corners, m)
-    x0 = max(int(math.floor(q[:, 0].min())) - 1, 0)
-    y0 = max(int(math.floor(q[:, 1].min())) - 1, 0)
-    x1 = min(int(math.ceil(q[:, 0].max())) + 1, dw)
-    y1 = min(int(math.ceil(q[:, 1].max())) + 1, dh)
+    (qx0, qy0), (qx1, qy1) = q.min(axis=0).tolist(), q.max(axis=0).tolist()
+    x0 = max(math.floor(qx0) - 1, 0)
+    y0 = max(math.floor(qy0) - 1, 0)
+    x1 = min(math.ceil(qx1) + 1, dw)
+    y1 = min(math.ceil(qy1) + 1, dh)
     if x1 <= x0 or y1 <= y0:
         return None
     return x0, y0, x1, y1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -143,6 +142,11 @@ class MixDataset(torch.utils.data.Dataset):
         ss = np.random.SeedSequence([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
         return [np.random.default_rng(child) for child in ss.spawn(4)]
 
+    def _stream(self, index: int, epoch: int, stage: int) -> np.random.Generator:
+        """``streams(index, epoch)[stage]`` alone (the same generator: child ``stage`` of the item's SeedSequence)."""
+        ss = np.random.SeedSequence([self.seed, epoch, index], spawn_key=(stage,))
+        return np.random.Generator(np.random.PCG64(ss))
+
     def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources
              ) -> tuple[Labels, CanvasPlan, tuple[int, ...]]:
         """Mosaic + affine (one warp per tile), or the affine alone: labels, canvas (warps read
@@ -155,8 +159,7 @@ class MixDataset(torch.utils.data.Dataset):
             inputs = [sample] + [sources.get(j) for j in idx]
             labels, canvas = mosaic.plan(inputs, mosaic.sample_params(rng, sample, inputs[1:]))
             tiles = (int(index), *idx)
-            warps = tuple(replace(w, source=tiles[w.source]) for w in canvas.warps)
-            return labels, replace(canvas, warps=warps), tiles
+            return labels, canvas.with_sources(tiles), tiles
         s = c.img_size
         h, w = sample.size
         ratio = s / max(h, w)
@@ -174,12 +177,12 @@ class MixDataset(torch.utils.data.Dataset):
         index = int(index) % n
         c = self.config
         mixing = c.mixing_active(epoch)
-        r_pre, r_mixup, r_cutmix, r_post = self.streams(index, epoch)
-        labels, canvas, tiles = self._pre(index, r_pre, mixing, sources)
+        labels, canvas, tiles = self._pre(index, self._stream(index, epoch, 0), mixing, sources)
         canvases = [canvas]
         blend = paste = None
         mixed_with: list[tuple[str, tuple[int, ...]]] = []
-        if mixing and c.mixup > 0 and r_mixup.random() < c.mixup:
+        r_mixup = self._stream(index, epoch, 1) if mixing and c.mixup > 0 else None
+        if r_mixup is not None and r_mixup.random() < c.mixup:
             j = int(r_mixup.integers(0, n))
             partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources)
             lam = self.mixup.sample_params(r_mixup, labels, [partner]).lam
@@ -187,7 +190,8 @@ class MixDataset(torch.utils.data.Dataset):
             canvases.append(pcanvas)
             blend = Blend(len(canvases) - 1, lam)
             mixed_with.append(("mixup", ptiles))
-        if mixing and c.cutmix > 0 and r_cutmix.random() < c.cutmix:
+        r_cutmix = self._stream(index, epoch, 2) if mixing and c.cutmix > 0 else None
+        if r_cutmix is not None and r_cutmix.random() < c.cutmix:
             j = int(r_cutmix.integers(0, n))
             partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources)
             rect = self.cutmix.sample_params(r_cutmix, labels, [partner]).rect
@@ -197,6 +201,7 @@ class MixDataset(torch.utils.data.Dataset):
                 canvases.append(pcanvas)
                 paste = Paste(len(canvases) - 1, rect_i)
             mixed_with.append(("cutmix", ptiles))
+        r_post = self._stream(index, epoch, 3)
         gains = self.hsv.sample_params(r_post, labels).gains
         flip_lr = self.fliplr.sample_params(r_post, labels).flip
         flip_ud = self.flipud.sample_params(r_post, labels).flip
@@ -208,7 +213,7 @@ class MixDataset(torch.utils.data.Dataset):
         # Sources: the dataset indices the canvases read, each once, in order of first use.
         used = list(dict.fromkeys(w.source for cv in canvases for w in cv.warps))
         slot = {j: k for k, j in enumerate(used)}
-        canvases = [replace(cv, warps=tuple(replace(w, source=slot[w.source]) for w in cv.warps)) for cv in canvases]
+        canvases = [cv.with_sources(slot) for cv in canvases]
         return SamplePlan(
             size=c.img_size, fill=self.fill, sources=tuple(used),
             source_sizes=tuple(sources.get(j).size for j in used), canvases=tuple(canvases), labels=labels,
@@ -245,7 +250,7 @@ class MixDataset(torch.utils.data.Dataset):
             return PlannedItem(plan, tuple(images))
         sample = plan.labels.with_image(paint(plan, images))
         if self.extra:
-            r_post = self.streams(sample.meta["index"], sample.meta["epoch"])[3]
+            r_post = self._stream(int(sample.meta["index"]), int(sample.meta["epoch"]), 3)
             r_post.random(3)  # the draws of the colour jitter and flips, which the plan made
             for t in self.extra:
                 sample = t(sample, r_post)

@@ -57,7 +57,7 @@ def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.u
     if plan.paste is not None:
         img = paste_pixels(img, paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill), plan.paste.rect)
     if plan.hsv is not None:
-        img = apply_hsv(img, plan.hsv)
+        img = apply_hsv(img, plan.hsv, inplace=img.flags.c_contiguous and img.flags.writeable)  # img is ours
     if plan.flip_lr:
         img = flip_image(img, "horizontal")
     if plan.flip_ud:

@@ -78,23 +78,42 @@ def hsv_luts(gains: ArrayLike) -> NDArray[np.uint8]:
     return np.stack([hue, sat, val]).astype(np.uint8)
 
 
-def apply_hsv(image: NDArray[np.uint8], gains: ArrayLike) -> NDArray[np.uint8]:
+def apply_hsv(image: NDArray[np.uint8], gains: ArrayLike, inplace: bool = False) -> NDArray[np.uint8]:
     """Jitter an (H, W, 3) uint8 **RGB** image in HSV space by ``gains``.
 
     RGB -> HSV (OpenCV 8-bit: H in 0..179), the tables of :func:`hsv_luts`,
     HSV -> RGB. Gains of exactly ``(1, 1, 1)`` return a copy of ``image``
     (the colour round trip is skipped, so the identity is exact).
 
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        gains: (3,) hue, saturation, value gains.
+        inplace: write the result into ``image`` (which must then be a
+            C-contiguous array) and return it: no new array is allocated.
+
     Returns:
-        (H, W, 3) uint8, C-contiguous, a new array.
+        (H, W, 3) uint8, C-contiguous: a new array, or ``image`` with ``inplace``.
+
+    >>> img = np.full((2, 2, 3), 100, np.uint8)
+    >>> out = apply_hsv(img, (1.0, 1.0, 0.5), inplace=True)
+    >>> out is img, img[0, 0].tolist()
+    (True, [50, 50, 50])
     """
     r = np.asarray(gains, dtype=np.float64).reshape(3)
+    if inplace and not (isinstance(image, np.ndarray) and image.flags.c_contiguous and image.flags.writeable):
+        raise ValueError("image: inplace needs a writeable C-contiguous array")
     if np.all(r == 1.0):
-        return np.ascontiguousarray(image).copy()
+        return image if inplace else np.ascontiguousarray(image).copy()
     luts = hsv_luts(r)
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
     # One 3-channel table: cv2.LUT maps channel c through luts[c] in a single pass.
-    cv2.LUT(hsv, np.ascontiguousarray(luts.T).reshape(256, 1, 3), dst=hsv)
+    table = np.ascontiguousarray(luts.T).reshape(256, 1, 3)
+    if inplace:  # every step is per pixel, so OpenCV may write over its input
+        cv2.cvtColor(image, cv2.COLOR_RGB2HSV, dst=image)
+        cv2.LUT(image, table, dst=image)
+        cv2.cvtColor(image, cv2.COLOR_HSV2RGB, dst=image)
+        return image
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    cv2.LUT(hsv, table, dst=hsv)
     return np.ascontiguousarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
 
 
