@@ -70,7 +70,6 @@ __all__ = [
     "anchor_weights",
     "weight_targets",
     "WeightedAssigner",
-    "weighted_v8_detection_loss",
 ]
 
 #: The weightings a loss weight can have (see the module docstring); the first is the default.
@@ -248,18 +247,3 @@ class WeightedAssigner:
         if self.weighting == "targets":
             (target_scores,) = weight_targets(target_scores, fg_mask, target_gt_idx, gt_w)
         return target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx
-
-
-def weighted_v8_detection_loss() -> type:
-    """:class:`detaug.integrations.ultralytics.WeightedDetectionLoss` (kept for older code).
-
-    Raises:
-        ImportError: if Ultralytics is not installed.
-    """
-    try:
-        import ultralytics  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("weighted_v8_detection_loss needs the optional package 'ultralytics'") from e
-    from detaug.integrations.ultralytics.losses import WeightedDetectionLoss
-
-    return WeightedDetectionLoss

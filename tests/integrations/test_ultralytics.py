@@ -8,12 +8,22 @@ what ``YOLODataset.collate_fn`` makes of a list of them, i.e. what a
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from detaug.batch import collate
-from detaug.integrations.ultralytics import UltralyticsDataset, sample_to_ultralytics
+from detaug.boxes import xyxy_to_yolo
+from detaug.config import AugmentConfig
+from detaug.integrations.ultralytics import (
+    FirstItems,
+    TrainerSampler,
+    UltralyticsDataset,
+    sample_to_ultralytics,
+)
 from detaug.sample import Sample
 
 # key -> (type, dtype, shape with n = objects of the sample)
@@ -120,3 +130,91 @@ def test_works_with_a_dataloader(samples):
                                          collate_fn=UltralyticsDataset.collate_fn)
     first, second = list(loader)
     assert first["batch_idx"].tolist() == [0.0, 0.0, 0.0] and second["batch_idx"].tolist() == [0.0, 0.0]
+
+
+# --- what a trainer reads besides items; epochs through keys (no Ultralytics needed) -------------
+
+SHAPES = Path(__file__).resolve().parents[2] / "datasets" / "shapes"
+
+
+@pytest.fixture(scope="module")
+def shapes_train():
+    from detaug.data import YoloDataset
+
+    return YoloDataset(SHAPES / "shapes.yaml", "train", img_size=64, progress=False)
+
+
+def test_labels_in_ultralytics_form_without_decoding(shapes_train):
+    from detaug.mix_dataset import MixDataset
+
+    ds = UltralyticsDataset(MixDataset(shapes_train, AugmentConfig(img_size=64), seed=0))
+    labels = ds.labels
+    assert len(labels) == len(shapes_train) and ds.labels is labels  # cached
+    for i in (0, 7):
+        raw = shapes_train[i]
+        lb = labels[i]
+        assert lb["im_file"] == raw.meta["path"] and lb["shape"] == raw.meta["orig_size"]
+        assert lb["cls"].dtype == np.float32 and lb["cls"].shape == (raw.num_objects, 1)
+        np.testing.assert_array_equal(lb["cls"][:, 0], raw.classes)
+        h, w = raw.size
+        np.testing.assert_allclose(lb["bboxes"], xyxy_to_yolo(raw.boxes, w, h), atol=1e-3)
+    single = UltralyticsDataset(FirstItems(shapes_train, 5), single_cls=True)
+    assert len(single.labels) == 5 and all((lb["cls"] == 0).all() for lb in single.labels)
+    assert (single[2]["cls"] == 0).all() and single.mix is None
+
+
+def test_keys_carry_epochs_and_close_mosaic_turns_mixing_off(shapes_train):
+    from detaug.mix_dataset import MixDataset
+
+    cfg = AugmentConfig(img_size=64, mixup=1.0, epochs=None)
+    ds = UltralyticsDataset(MixDataset(shapes_train, cfg, seed=1))
+    a, b = ds[(0, 3)], ds[(1, 3)]
+    assert a["detaug"]["epoch"] == 0 and b["detaug"]["epoch"] == 1 and a["detaug"]["index"] == 3
+    assert not torch.equal(a["img"], b["img"]) and torch.equal(ds[(0, 3)]["img"], a["img"])
+    assert len(a["detaug"]["tiles"]) == 4 and a["detaug"]["mixed_with"][0][0] == "mixup"
+    first_closed = ds.close_mosaic(SimpleNamespace(epochs=10, close_mosaic=2))
+    assert first_closed == 8 and ds.mix.config.mixing_active(7) and not ds.mix.config.mixing_active(8)
+    late = ds[(8, 3)]["detaug"]
+    assert late["tiles"] == (3,) and late["mixed_with"] == ()
+    assert UltralyticsDataset(samples_list()).close_mosaic(SimpleNamespace(epochs=3, close_mosaic=1)) is None
+
+
+def samples_list():
+    return [Sample.create(np.zeros((8, 8, 3), np.uint8), [[1, 1, 5, 5]], [0])]
+
+
+def test_first_items_validates():
+    with pytest.raises(ValueError, match="n"):
+        FirstItems([1, 2], 3)
+    with pytest.raises(ValueError, match="dataset"):
+        FirstItems(5, 1)
+    with pytest.raises(IndexError):
+        FirstItems([1, 2, 3], 2)[2]
+
+
+def test_trainer_sampler_ignores_set_epoch_for_a_pass_already_begun():
+    s = TrainerSampler(6, seed=0)
+    first = iter(s)  # epoch 0's pass begins (a prefetching iterator would be here)
+    s.set_epoch(0)  # what a DDP trainer calls at the start of epoch 0: already served
+    assert {e for e, _ in first} == {0} and {e for e, _ in iter(s)} == {1}
+    s.set_epoch(5)
+    assert {e for e, _ in iter(s)} == {5}
+    s.restart(5)  # a reset loader replays epoch 5
+    assert {e for e, _ in iter(s)} == {5}
+
+
+def test_plain_dataloader_persistent_workers_serve_new_epochs_without_set_epoch(shapes_train):
+    """The mechanism is not Ultralytics-specific: keys carry epochs into persistent workers."""
+    from detaug.mix_dataset import MixDataset
+    from detaug.sampler import EpochSampler
+
+    ds = UltralyticsDataset(FirstItems(MixDataset(shapes_train, AugmentConfig(img_size=64), seed=2), 8))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(ds, seed=2), num_workers=2,
+                                         persistent_workers=True, collate_fn=UltralyticsDataset.collate_fn)
+    epochs = [list(loader) for _ in range(2)]
+    for e, batches in enumerate(epochs):
+        metas = [m for b in batches for m in b["detaug"]]
+        assert {m["epoch"] for m in metas} == {e} and sorted(m["index"] for m in metas) == list(range(8))
+        for b in batches:  # each image is the one its key names
+            for img, m in zip(b["img"], b["detaug"], strict=True):
+                assert torch.equal(img, ds[(m["epoch"], m["index"])]["img"])

@@ -122,11 +122,13 @@ class FirstItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, index: int) -> Any:
-        i = int(index)
+    def __getitem__(self, key: Any) -> Any:
+        """Item ``key``: an index, or an ``(epoch, index)`` key passed on with the index checked."""
+        epoch, i = key if isinstance(key, tuple) and len(key) == 2 else (None, key)
+        i = int(i)
         if not -self.n <= i < self.n:
-            raise IndexError(f"index {index} out of range for {self.n} items")
-        return self.dataset[i % self.n]
+            raise IndexError(f"index {i} out of range for {self.n} items")
+        return self.dataset[i % self.n] if epoch is None else self.dataset[(epoch, i % self.n)]
 
 
 def yolo_labels(dataset: Any, single_cls: bool = False) -> list[dict[str, Any]]:
