@@ -1,0 +1,209 @@
+"""DevicePainter: a :class:`~detaug.batch_transforms.plan_batch.PlanBatch` painted with torch, on its device.
+
+The batch-stage twin of :func:`detaug.paint.paint` (OpenCV, per sample): the
+same painting program (:mod:`detaug.plan`), for the whole batch at once, with
+a fixed number of batched torch calls -- a loop over warp slots (at most 9
+Mosaic tiles) and over memory blocks on the CPU, never over samples, objects
+or pixels. Labels are the plans' own (no box rule here).
+
+How each step reproduces OpenCV 5's painter:
+
+* warps: for warp slot k of canvases ``0..slot_counts[k]``, every canvas
+  pixel centre goes through the warp's inverse map (float32) to a source point,
+  and ``grid_sample`` (bilinear, ``align_corners=False`` -- the continuous
+  frame with pixel centres at half integers, OpenCV's convention) reads a
+  4-channel source: RGB zeroed outside the warp's crop, plus the crop's
+  indicator. The indicator's sample is the weight ``cov`` of the taps inside
+  the crop, and the pixel is ``round(rgb + (1 - cov) * below)`` (round half to
+  even, as ``cv::saturate_cast``): ``below`` is the fill for ``whole`` warps
+  (``BORDER_CONSTANT``) and the canvas under the tile otherwise (OpenCV 5's
+  ``BORDER_TRANSPARENT`` blends the taps outside the source with the
+  destination), written only inside the rectangle the OpenCV painter runs
+  over (``warp_roi``);
+* Mosaic frame clip: pixels whose centre maps outside the frame square get the fill;
+* MixUp: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, as
+  :func:`~detaug.transforms.mixup.mixup_pixels`; CutMix: the partner canvas
+  inside the rectangle;
+* HSV: :func:`~detaug.batch_transforms.hsv.jitter_pixels` (OpenCV's 8-bit
+  conversions) through the plans' tables;
+* flips cost nothing: each canvas is painted in its plan's flipped pixel
+  order (output pixel ``j`` holds unflipped pixel ``S - 1 - j``), so the
+  frame test, the CutMix rectangle and the blend all see unflipped positions.
+
+Agreement with OpenCV (CPU, tests/batch_transforms/test_painter.py): all but
+interpolation-rounding pixels identical; float32 coordinates move a few
+pixels by 1 grey level, and the fill/tile edge of Mosaic tiles by more in
+rare pixels.
+
+>>> import numpy as np
+>>> from detaug.plan import CanvasPlan, SamplePlan, TileWarp
+>>> from detaug.sample import Labels
+>>> from detaug.batch_transforms.plan_batch import collate_plans
+>>> lab = Labels((4, 4), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+>>> warp = TileWarp(0, (0, 0, 4, 4), np.diag([0.5, 0.5, 1.0]), whole=True)
+>>> plan = SamplePlan(4, (114, 114, 114), (0,), ((4, 4),), (CanvasPlan((warp,)),), lab, flip_lr=True)
+>>> batch = DevicePainter()(collate_plans([(plan, (np.full((4, 4, 3), 7, np.uint8),))]))
+>>> batch.images[0, 0].tolist()
+[[114, 114, 7, 7], [114, 114, 7, 7], [114, 114, 114, 114], [114, 114, 114, 114]]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from detaug.batch import Batch
+from detaug.batch_transforms import hsv as hsv_kernels
+from detaug.batch_transforms.plan_batch import PlanBatch
+
+__all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
+
+#: Canvas pixels (summed over the canvases of a warp slot) painted per step on
+#: the CPU, in whole lines, so that a step's float32 temporaries (~1 MB each)
+#: stay in cache. Other devices paint a slot in one step. Read at every call
+#: (tests shrink it).
+CPU_STEP_PIXELS = 262144
+
+
+def _centres(size: int, flip: torch.Tensor) -> torch.Tensor:
+    """(n, size) float32 pixel-centre coordinates ``j + 0.5``, reversed (``size - j - 0.5``) where ``flip``."""
+    c = torch.arange(size, device=flip.device, dtype=torch.float32) + 0.5
+    return torch.where(flip[:, None], size - c, c)
+
+
+def _map(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor, affine: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points (x (n, 1, W), y (n, H, 1)) through (n, 3, 3) maps: (n, H, W) x and y.
+
+    With ``affine`` the last row is taken as (0, 0, 1); otherwise the
+    perspective divide, and points sent to infinity come back far outside
+    every image.
+    """
+    def row(i: int) -> torch.Tensor:
+        # (n, H, 1) + (n, 1, W) * a: the (n, H, W) result is written twice, not thrice
+        return (m[:, i, 1, None, None] * y + m[:, i, 2, None, None]) + m[:, i, 0, None, None] * x
+
+    if affine:
+        return row(0), row(1)
+    w = row(2)
+    u, v = row(0).div_(w), row(1).div_(w)
+    bad = ~(torch.isfinite(u) & torch.isfinite(v))
+    far = torch.full((), -1e6, device=m.device)
+    return torch.where(bad, far, u), torch.where(bad, far, v)
+
+
+def _in_rect(rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(n, H, W) bool: ``x`` (n, 1, W), ``y`` (n, H, 1) inside the (n, 4) rectangles ``[x0, x1) x [y0, y1)``."""
+    r = rect[:, :, None, None]
+    return (x >= r[:, 0]) & (x < r[:, 2]) & (y >= r[:, 1]) & (y < r[:, 3])
+
+
+class DevicePainter:
+    """Paints a :class:`PlanBatch` on its device: a :class:`~detaug.batch.Batch` of (B, 3, S, S) images.
+
+    Args:
+        output_dtype: ``torch.uint8`` (0..255, what :meth:`Batch.to_yolo`
+            needs) or ``torch.float16`` (images / 255, in [0, 1]).
+
+    Painting is a pure function of the PlanBatch (no randomness): a batch
+    replays exactly. The input is never written into.
+    """
+
+    def __init__(self, output_dtype: torch.dtype = torch.uint8) -> None:
+        if output_dtype not in (torch.uint8, torch.float16):
+            raise ValueError(f"output_dtype: expected torch.uint8 or torch.float16, got {output_dtype!r}")
+        self.output_dtype = output_dtype
+
+    def __repr__(self) -> str:
+        return f"DevicePainter(output_dtype={self.output_dtype})"
+
+    def __call__(self, batch: PlanBatch) -> Batch:
+        """The painted Batch (images and labels on ``batch.device``)."""
+        images = self.paint_images(batch)
+        return batch.labels_batch(images)
+
+    # ------------------------------------------------------------------ canvases
+    def paint_canvases(self, batch: PlanBatch) -> torch.Tensor:
+        """Every canvas of the batch: (C, 3, S, S) float32 integer levels, rows as in ``batch``.
+
+        Step 1 of the painting program (warps, then the Mosaic frame clip),
+        each canvas in its plan's flipped pixel order.
+        """
+        if not isinstance(batch, PlanBatch):
+            raise ValueError(f"batch: expected a PlanBatch, got {type(batch).__name__}")
+        dev, s = batch.device, batch.size
+        n_c = batch.num_canvases
+        fill = torch.tensor(batch.fill, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+        canvas = fill.expand(n_c, 3, s, s).contiguous()
+        flip_lr = batch.flip_lr[batch.canvas_item]
+        flip_ud = batch.flip_ud[batch.canvas_item]
+        xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
+        ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
+        hmax, wmax = int(batch.sources.shape[1]), int(batch.sources.shape[2])
+        scale = torch.tensor([2.0 / wmax, 2.0 / hmax], device=dev)
+        for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
+            src = self._read(batch, k, n)  # (n, 4, Hmax, Wmax) float32
+            inv = batch.warp_inverse[:n, k]
+            roi = batch.warp_roi[:n, k]
+            whole = batch.warp_whole[:n, k, None, None, None]
+            step = max(1, CPU_STEP_PIXELS // (n * s)) if dev.type == "cpu" else s
+            for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
+                y = ys[:n, l0 : l0 + step]
+                u, v = _map(inv, xs[:n], y, batch.slot_affine[k])
+                grid = torch.stack([u, v], dim=-1).mul_(scale).sub_(1.0)
+                got = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+                below = canvas[:n, :, l0 : l0 + step]
+                base = torch.where(whole, fill, below)
+                val = got[:, :3].add_(base * (1.0 - got[:, 3:])).round_()  # a convex combination: no clamp
+                inside = _in_rect(roi, xs[:n] - 0.5, y - 0.5)[:, None]  # pixel indices in the ROI
+                below.copy_(torch.where(inside, val, below))
+        framed = batch.frame_side > 0
+        side = batch.frame_side[:, None, None]
+        u, v = _map(batch.frame_inverse, xs, ys)
+        out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
+        return torch.where(out[:, None], fill, canvas)
+
+    @staticmethod
+    def _read(batch: PlanBatch, k: int, n: int) -> torch.Tensor:
+        """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask."""
+        src = batch.sources.index_select(0, batch.warp_source[:n, k])  # (n, Hmax, Wmax, 3) uint8
+        _, hmax, wmax, _ = src.shape
+        crop = batch.warp_crop[:n, k]
+        xs = torch.arange(wmax, device=src.device)[None, None, :]
+        ys = torch.arange(hmax, device=src.device)[None, :, None]
+        mask = _in_rect(crop, xs, ys)  # (n, Hmax, Wmax)
+        out = torch.empty((n, 4, hmax, wmax), dtype=torch.float32, device=src.device)
+        out[:, :3] = torch.where(mask[..., None], src, 0).permute(0, 3, 1, 2)
+        out[:, 3] = mask
+        return out
+
+    # ------------------------------------------------------------------ images
+    def paint_images(self, batch: PlanBatch) -> torch.Tensor:
+        """The B output images: (B, 3, S, S) ``output_dtype`` on ``batch.device``."""
+        canvas = self.paint_canvases(batch)
+        dev, s = batch.device, batch.size
+        img = canvas.index_select(0, batch.main_canvas)  # (B, 3, S, S) float32
+        if batch.blend_rows.numel():
+            lam = batch.blend_lam.view(-1, 1, 1, 1)
+            rest = 1.0 - lam  # float32, as mixup_pixels
+            a = img.index_select(0, batch.blend_rows).mul_(lam)
+            a.add_(canvas.index_select(0, batch.blend_canvas).mul_(rest)).add_(0.5).floor_().clamp_(max=255.0)
+            img.index_copy_(0, batch.blend_rows, a)
+        if batch.paste_rows.numel():
+            rows = batch.paste_rows
+            x = _centres(s, batch.flip_lr[rows])[:, None, :] - 0.5
+            y = _centres(s, batch.flip_ud[rows])[:, :, None] - 0.5
+            inside = _in_rect(batch.paste_rect, x, y)[:, None]
+            img.index_copy_(0, rows, torch.where(inside, canvas.index_select(0, batch.paste_canvas),
+                                                 img.index_select(0, rows)))
+        out = img.to(torch.uint8)
+        if batch.hsv_rows.numel():
+            rows = batch.hsv_rows
+            luts = batch.hsv_luts.to(torch.int64)
+            px = out.index_select(0, rows).view(len(rows), 3, s * s)
+            step = hsv_kernels.CPU_STEP_PIXELS if dev.type == "cpu" else s * s
+            for p0 in range(0, s * s, step):  # blocks of memory, not images
+                px[:, :, p0 : p0 + step] = hsv_kernels.jitter_pixels(px[:, :, p0 : p0 + step], luts)
+            out.index_copy_(0, rows, px.view(len(rows), 3, s, s))
+        if self.output_dtype == torch.uint8:
+            return out
+        return out.to(torch.float16).div_(255.0)

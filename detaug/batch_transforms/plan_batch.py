@@ -1,0 +1,344 @@
+"""PlanBatch: a batch of :class:`~detaug.plan.SamplePlan` and their source pixels as tensors, for a device painter.
+
+:func:`collate_plans` is the ``collate_fn`` of a ``MixDataset(output="plan")``
+loader: it turns B :class:`~detaug.mix_dataset.PlannedItem` into one
+:class:`PlanBatch` of CPU tensors (pinned when asked) that
+:class:`~detaug.batch_transforms.painter.DevicePainter` paints on any device.
+Nothing is decided here: every number is read from the plans (labels
+included), so painting replays the batch exactly.
+
+Packing of the pixels: the batch's **unique** sources (a source read by
+several plans -- same dataset index, same pixels -- is shipped once) in one
+zero-padded uint8 tensor ``sources`` of shape (U, Hmax, Wmax, 3), HWC as
+decoded. Why padded HWC rather than a flat byte buffer with offsets:
+``grid_sample`` (the painter's warp) reads a rectangular (N, C, H, W) input,
+so a padded pack is sampled as it is, with no per-pixel index arithmetic; HWC
+makes collating one row-wise memcpy per source (no transpose on the CPU
+worker) and the device-side view ``permute(0, 3, 1, 2)`` is free. The
+padding costs bytes only for images of other shapes than the largest (sources
+are served at long side ``img_size``), and the zeros are never read as pixels
+(the painter masks every read by its crop).
+
+Warps are laid out in *slots*: canvases (every canvas of every plan, C in all)
+are sorted by their number of warps, descending, so slot ``k`` (the k-th warp
+of a canvas) of the first ``slot_counts[k]`` canvases is one batched op over a
+contiguous prefix; the painter loops over the (at most 9) slots, never over
+canvases.
+
+>>> import numpy as np
+>>> from detaug.plan import CanvasPlan, SamplePlan, TileWarp
+>>> from detaug.sample import Labels
+>>> lab = Labels((4, 4), np.array([[0, 0, 2, 2]], np.float32), np.array([1]), np.ones(1, np.float32))
+>>> warp = TileWarp(0, (0, 0, 4, 3), np.eye(3), whole=True)
+>>> plan = SamplePlan(4, (114, 114, 114), (7,), ((3, 4),), (CanvasPlan((warp,)),), lab)
+>>> img = np.zeros((3, 4, 3), np.uint8)
+>>> pb = collate_plans([(plan, (img,)), (plan, (img,))])  # the same source twice: shipped once
+>>> tuple(pb.sources.shape), pb.slot_counts, pb.batch_idx.tolist(), pb.batch_size
+((1, 3, 4, 3), (2,), [0, 1], 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from detaug import geometry
+from detaug.batch import Batch, Fill
+from detaug.plan import SamplePlan
+from detaug.transforms.photometric import hsv_luts
+
+__all__ = ["PlanBatch", "collate_plans"]
+
+
+@dataclass(frozen=True, eq=False)
+class PlanBatch:
+    """B plans and their unique source images, as tensors on one device (CPU as collated).
+
+    Frames: canvas and output pixels have their centre at ``(j + 0.5, i + 0.5)``
+    (continuous frame, pixel edges at integers, x right, y down), sources
+    likewise. U unique sources, C canvases, K warp slots, M objects.
+
+    Pixels:
+        sources: (U, Hmax, Wmax, 3) uint8 RGB, zero-padded bottom-right.
+        source_sizes: (U, 2) int64 (h, w) of each source.
+
+    Canvases (rows sorted by warp count, descending; ``slot_counts[k]`` rows have a k-th warp):
+        warp_source: (C, K) int64 row of ``sources`` (0 where a canvas has no k-th warp).
+        warp_inverse: (C, K, 3, 3) float32 canvas -> source map (the inverse of
+            :attr:`TileWarp.matrix <detaug.canvas.TileWarp>`); identity where unused.
+        warp_crop: (C, K, 4) int64 (x0, y0, x1, y1) source pixels the warp reads.
+        warp_roi: (C, K, 4) int64 (x0, y0, x1, y1) canvas pixels it may write
+            (the rectangle the OpenCV painter runs over; the whole canvas for
+            ``whole`` warps).
+        warp_whole: (C, K) bool: the warp writes every pixel of its ROI, the fill
+            where its pre-image leaves the crop (otherwise: OpenCV's
+            ``BORDER_TRANSPARENT``, the canvas below shows through).
+        frame_inverse: (C, 3, 3) float32 canvas -> Mosaic frame map (identity if none).
+        frame_side: (C,) float32 side of the frame square; 0 where the canvas has
+            no frame clip (or its frame crosses a perspective horizon, which the
+            OpenCV painter leaves to the warps).
+        canvas_item: (C,) int64 the plan (0..B-1) each canvas belongs to.
+
+    Items (B plans; subsets as row lists, their lengths known on the host):
+        main_canvas: (B,) int64 canvas row of each plan's canvas 0.
+        blend_rows, blend_canvas, blend_lam: (nb,) int64 plans, int64 partner
+            canvas rows, float32 ``lam`` (MixUp: ``lam * image + (1 - lam) * partner``).
+        paste_rows, paste_canvas, paste_rect: (np,) int64, (np,) int64, (np, 4)
+            int64 (x1, y1, x2, y2) of the CutMix paste, in the unflipped frame.
+        hsv_rows, hsv_luts: (nh,) int64 plans with a colour jitter and their
+            (nh, 3, 256) uint8 tables (:func:`~detaug.transforms.photometric.hsv_luts`).
+        flip_lr, flip_ud: (B,) bool.
+
+    Labels (the plans', unchanged; a :class:`~detaug.batch.Batch` once painted):
+        batch_idx (M,) int64, classes (M,) int64, boxes (M, 4) float32 xyxy
+        pixels of the ``size x size`` output, weights (M,) float32, metas.
+
+    Host-side: ``size`` (S), ``fill`` (r, g, b), ``slot_counts`` (K ints),
+    ``slot_affine`` (K bools: every map of slot k is affine, so the painter
+    skips the perspective divide).
+    """
+
+    sources: torch.Tensor
+    source_sizes: torch.Tensor
+    warp_source: torch.Tensor
+    warp_inverse: torch.Tensor
+    warp_crop: torch.Tensor
+    warp_roi: torch.Tensor
+    warp_whole: torch.Tensor
+    frame_inverse: torch.Tensor
+    frame_side: torch.Tensor
+    canvas_item: torch.Tensor
+    main_canvas: torch.Tensor
+    blend_rows: torch.Tensor
+    blend_canvas: torch.Tensor
+    blend_lam: torch.Tensor
+    paste_rows: torch.Tensor
+    paste_canvas: torch.Tensor
+    paste_rect: torch.Tensor
+    hsv_rows: torch.Tensor
+    hsv_luts: torch.Tensor
+    flip_lr: torch.Tensor
+    flip_ud: torch.Tensor
+    batch_idx: torch.Tensor
+    classes: torch.Tensor
+    boxes: torch.Tensor
+    weights: torch.Tensor
+    size: int
+    fill: Fill
+    slot_counts: tuple[int, ...]
+    slot_affine: tuple[bool, ...] = ()
+    metas: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def batch_size(self) -> int:
+        """B, the number of plans."""
+        return int(self.main_canvas.shape[0])
+
+    @property
+    def num_canvases(self) -> int:
+        """C, the number of canvases painted (every plan's, partners included)."""
+        return int(self.canvas_item.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        """The device of every tensor."""
+        return self.sources.device
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)}
+
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> PlanBatch:
+        """Every tensor on ``device`` (asynchronous from pinned memory)."""
+        dev = torch.device(device)
+        return dataclasses.replace(self, **{k: v.to(dev, non_blocking=non_blocking)
+                                            for k, v in self._tensors().items()})
+
+    def pin_memory(self) -> PlanBatch:
+        """Every CPU tensor in page-locked memory (what ``DataLoader(pin_memory=True)`` calls).
+
+        Unchanged without CUDA (nothing to pin for) or off the CPU.
+        """
+        if not torch.cuda.is_available() or self.device.type != "cpu":
+            return self
+        return dataclasses.replace(self, **{k: v.pin_memory() for k, v in self._tensors().items()})
+
+    def labels_batch(self, images: torch.Tensor) -> Batch:
+        """The :class:`~detaug.batch.Batch` of these labels with ``images`` (B, 3, S, S), on their device."""
+        dev = images.device
+        s = self.size
+        return Batch(
+            images=images,
+            batch_idx=self.batch_idx.to(dev), classes=self.classes.to(dev),
+            boxes=self.boxes.to(dev), weights=self.weights.to(dev),
+            sizes=torch.tensor([[s, s]], dtype=torch.int64, device=dev).expand(self.batch_size, 2).contiguous(),
+            metas=self.metas, fill=self.fill,
+        )
+
+
+def _item(item: Any, i: int) -> tuple[SamplePlan, Sequence[NDArray[np.uint8]]]:
+    try:
+        plan, images = item
+    except (TypeError, ValueError):
+        raise ValueError(f"items[{i}]: expected a PlannedItem (plan, images), got {type(item).__name__}") from None
+    if not isinstance(plan, SamplePlan):
+        raise ValueError(f"items[{i}]: expected a SamplePlan first, got {type(plan).__name__}")
+    if len(images) != plan.num_sources:
+        raise ValueError(f"items[{i}]: the plan reads {plan.num_sources} sources, got {len(images)} images")
+    for k, (img, hw) in enumerate(zip(images, plan.source_sizes, strict=True)):
+        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (hw[0], hw[1], 3)):
+            raise ValueError(f"items[{i}]: source {k} should be a {hw[0]}x{hw[1]}x3 uint8 array, "
+                             f"got {getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)}")
+    return plan, images
+
+
+def _same_pixels(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a is b or (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides):
+        return True
+    return bool(np.array_equal(a, b))
+
+
+def _frame(canvas: Any) -> tuple[NDArray[np.float64], float]:
+    """The canvas -> frame map and side, or (identity, 0) where the OpenCV painter does not clip.
+
+    Mirrors :func:`~detaug.canvas.clear_outside_frame`'s one skip: a frame
+    whose corners cross a perspective horizon is left to the warps.
+    """
+    if canvas.frame is None:
+        return np.eye(3), 0.0
+    a, side = canvas.frame, float(canvas.frame_side)
+    corners = np.array([[0.0, 0.0], [side, 0.0], [side, side], [0.0, side]])
+    if not geometry.is_affine(a) and np.any(corners @ a[2, :2] + a[2, 2] <= 1e-9):
+        return np.eye(3), 0.0
+    return np.linalg.inv(a), side
+
+
+def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
+    """B :class:`~detaug.mix_dataset.PlannedItem` (or ``(plan, images)`` pairs) -> one CPU :class:`PlanBatch`.
+
+    Args:
+        items: B >= 1 items; every plan must have the same ``size`` and ``fill``
+            (one Batch has one of each).
+        pin_memory: allocate the tensors in page-locked memory (only with
+            CUDA available; do it in the main process -- in DataLoader workers
+            prefer ``DataLoader(pin_memory=True)``, which calls
+            :meth:`PlanBatch.pin_memory`).
+
+    Sources with the same dataset index and the same pixels (same array, or
+    equal bytes) are packed once. Cost: one copy of each unique source, a few
+    numpy ops per warp; no pixel is computed.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("items: cannot collate an empty list")
+    pairs = [_item(it, i) for i, it in enumerate(items)]
+    size, fill = pairs[0][0].size, pairs[0][0].fill
+    for i, (p, _) in enumerate(pairs):
+        if p.size != size or tuple(p.fill) != tuple(fill):
+            raise ValueError(f"items[{i}]: size {p.size} and fill {p.fill} differ from items[0]'s {size}, {fill}")
+    # unique sources: dataset index -> [(row, image)], pixels compared on a repeated index
+    rows_of: dict[int, list[tuple[int, NDArray[np.uint8]]]] = {}
+    unique: list[NDArray[np.uint8]] = []
+    src_row: list[list[int]] = []
+    for plan, images in pairs:
+        rows = []
+        for idx, img in zip(plan.sources, images, strict=True):
+            cands = rows_of.setdefault(int(idx), [])
+            row = next((r for r, other in cands if _same_pixels(img, other)), -1)
+            if row < 0:
+                row = len(unique)
+                unique.append(img)
+                cands.append((row, img))
+            rows.append(row)
+        src_row.append(rows)
+    # canvases: (item, canvas k) -> kept warps (a warp whose ROI misses the canvas draws nothing)
+    canvases = []  # (item, warps as (row, inverse, crop, roi, whole, affine), frame inverse, frame side)
+    for b, (plan, _) in enumerate(pairs):
+        for cv in plan.canvases:
+            warps = []
+            for w in cv.warps:
+                x0, y0, x1, y1 = w.crop
+                if w.whole:
+                    roi: tuple[int, int, int, int] | None = (0, 0, size, size)
+                else:
+                    roi = geometry.warped_bounds((y1 - y0, x1 - x0), w.matrix @ geometry.translation(x0, y0),
+                                                 (size, size))
+                if roi is not None:
+                    affine = geometry.is_affine(w.matrix)
+                    warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine))
+            canvases.append((b, warps, *_frame(cv)))
+    order = sorted(range(len(canvases)), key=lambda c: -len(canvases[c][1]))  # stable: ties keep plan order
+    row_of_canvas = np.empty(len(canvases), np.int64)
+    row_of_canvas[order] = np.arange(len(canvases))
+    n_c = len(canvases)
+    n_k = max((len(c[1]) for c in canvases), default=0)
+    slot_counts = tuple(sum(1 for c in canvases if len(c[1]) > k) for k in range(n_k))
+    slot_affine = tuple(all(c[1][k][5] for c in canvases if len(c[1]) > k) for k in range(n_k))
+    w_src = np.zeros((n_c, n_k), np.int64)
+    w_inv = np.tile(np.eye(3), (n_c, n_k, 1, 1))
+    w_crop = np.zeros((n_c, n_k, 4), np.int64)
+    w_roi = np.zeros((n_c, n_k, 4), np.int64)
+    w_whole = np.zeros((n_c, n_k), bool)
+    f_inv = np.tile(np.eye(3), (n_c, 1, 1))
+    f_side = np.zeros(n_c, np.float32)
+    c_item = np.zeros(n_c, np.int64)
+    for r, c in enumerate(order):
+        b, warps, finv, side = canvases[c]
+        c_item[r], f_inv[r], f_side[r] = b, finv, side
+        for k, (row, inv, crop, roi, whole, _) in enumerate(warps):
+            w_src[r, k], w_inv[r, k], w_crop[r, k], w_roi[r, k], w_whole[r, k] = row, inv, crop, roi, whole
+    # items: first canvas of each plan, then its partners in plan order
+    first = np.cumsum([0] + [len(p.canvases) for p, _ in pairs])[:-1]
+    plans = [p for p, _ in pairs]
+    blend = [(b, row_of_canvas[first[b] + p.blend.canvas], p.blend.lam) for b, p in enumerate(plans) if p.blend]
+    paste = [(b, row_of_canvas[first[b] + p.paste.canvas], p.paste.rect) for b, p in enumerate(plans) if p.paste]
+    hsv = [(b, hsv_luts(p.hsv)) for b, p in enumerate(plans) if p.hsv is not None]
+    counts = [p.labels.num_objects for p in plans]
+    lab = [p.labels for p in plans]
+    # pixels: one memcpy of each unique source into the zero-padded pack
+    hmax = max(im.shape[0] for im in unique)
+    wmax = max(im.shape[1] for im in unique)
+    pin = bool(pin_memory) and torch.cuda.is_available()
+    pack = torch.empty((len(unique), hmax, wmax, 3), dtype=torch.uint8, pin_memory=pin)
+    pk = pack.numpy()
+    for u, im in enumerate(unique):
+        h, w = im.shape[:2]
+        pk[u, :h, :w] = im
+        pk[u, h:] = 0
+        pk[u, :h, w:] = 0
+
+    def t(a: Any, dtype: torch.dtype) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(a)).to(dtype)
+        return x.pin_memory() if pin else x
+
+    def col(rows: list[tuple[Any, ...]], j: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        return t(np.array([r[j] for r in rows]).reshape(shape), dtype)
+
+    return PlanBatch(
+        sources=pack,
+        source_sizes=t(np.array([im.shape[:2] for im in unique]).reshape(-1, 2), torch.int64),
+        warp_source=t(w_src, torch.int64), warp_inverse=t(w_inv, torch.float32), warp_crop=t(w_crop, torch.int64),
+        warp_roi=t(w_roi, torch.int64), warp_whole=t(w_whole, torch.bool),
+        frame_inverse=t(f_inv, torch.float32), frame_side=t(f_side, torch.float32), canvas_item=t(c_item, torch.int64),
+        main_canvas=t(row_of_canvas[first], torch.int64),
+        blend_rows=col(blend, 0, torch.int64, (-1,)), blend_canvas=col(blend, 1, torch.int64, (-1,)),
+        blend_lam=col(blend, 2, torch.float32, (-1,)),
+        paste_rows=col(paste, 0, torch.int64, (-1,)), paste_canvas=col(paste, 1, torch.int64, (-1,)),
+        paste_rect=col(paste, 2, torch.int64, (-1, 4)),
+        hsv_rows=col(hsv, 0, torch.int64, (-1,)), hsv_luts=col(hsv, 1, torch.uint8, (-1, 3, 256)),
+        flip_lr=t([p.flip_lr for p in plans], torch.bool), flip_ud=t([p.flip_ud for p in plans], torch.bool),
+        batch_idx=t(np.repeat(np.arange(len(plans)), counts), torch.int64),
+        classes=t(np.concatenate([x.classes for x in lab]), torch.int64),
+        boxes=t(np.concatenate([x.boxes for x in lab]).reshape(-1, 4), torch.float32),
+        weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
+        size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
+        metas=tuple(dict(x.meta) for x in lab),
+    )

@@ -1,0 +1,229 @@
+"""DevicePainter + collate_plans: parity with the OpenCV painter (detaug.paint.paint), per op and over random configs.
+
+Labels are the plans' (identical to the per-sample path by construction);
+pixels must be within 2 grey levels of OpenCV's for >= 99.9% of them and
+their mean absolute difference below 0.5. Every parity test runs on the CPU
+and, marked ``cuda``, on a CUDA device when there is one.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import detaug.batch_transforms.painter as painter_mod
+from detaug import AugmentConfig, MixDataset, Sample
+from detaug.batch_transforms.painter import DevicePainter
+from detaug.batch_transforms.plan_batch import PlanBatch, collate_plans
+from detaug.paint import paint
+from detaug.sampler import EpochSampler
+
+CUDA = pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])
+DEVICES = ["cpu", CUDA]
+S = 64
+NO_COLOUR = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "fliplr": 0.0}
+
+CONFIGS = {
+    "mosaic4": AugmentConfig(img_size=S, mosaic=1.0, **NO_COLOUR),
+    "mosaic9": AugmentConfig(img_size=S, mosaic=1.0, mosaic9=1.0, **NO_COLOUR),
+    "rotation": AugmentConfig(img_size=S, mosaic=0.0, degrees=30, **NO_COLOUR),
+    "shear": AugmentConfig(img_size=S, mosaic=0.0, shear=10, **NO_COLOUR),
+    "perspective": AugmentConfig(img_size=S, mosaic=0.5, perspective=0.001, **NO_COLOUR),
+    "flips": AugmentConfig(img_size=S, mosaic=0.5, fliplr=0.5, flipud=0.5, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0),
+    "hsv": AugmentConfig(img_size=S, mosaic=0.5, hsv_h=0.05, hsv_s=0.7, hsv_v=0.4, fliplr=0.0),
+    "mixup": AugmentConfig(img_size=S, mosaic=0.5, mixup=1.0, **NO_COLOUR),
+    "cutmix": AugmentConfig(img_size=S, mosaic=0.5, cutmix=1.0, **NO_COLOUR),
+}
+
+
+def make_data(n: int = 12, seed: int = 0, lo: int = 40, hi: int = 90) -> list[Sample]:
+    """Textured random images (smooth blobs + fine noise + hard-edged rectangles) with boxes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+        img += rng.integers(-12, 13, (h, w, 3), dtype=np.int16)
+        k = int(rng.integers(1, 5))
+        xy = rng.uniform(0, [w - 8, h - 8], (k, 2))
+        boxes = np.minimum(np.concatenate([xy, xy + rng.uniform(4, 30, (k, 2))], 1), [w, h, w, h])
+        for x1, y1, x2, y2 in boxes.astype(int):
+            img[y1:y2, x1:x2] = rng.integers(0, 256, 3)
+        out.append(Sample.create(np.clip(img, 0, 255).astype(np.uint8), boxes, rng.integers(0, 3, k),
+                                 meta={"path": f"img{i}.png"}))
+    return out
+
+
+DATA = make_data()
+
+
+def painted(cfg: AugmentConfig, device: str, seed: int = 1, n: int = 8, data=DATA, dtype=torch.uint8):
+    ds = MixDataset(data, cfg, seed=seed, output="plan")
+    items = [ds[i] for i in range(n)]
+    batch = DevicePainter(dtype)(collate_plans(items).to(device))
+    return items, batch
+
+
+def check_parity(items, batch, name: str) -> tuple[int, float, float]:
+    ref = np.stack([paint(p, im) for p, im in items]).astype(np.int16)
+    got = batch.images.cpu().permute(0, 2, 3, 1).numpy().astype(np.int16)
+    d = np.abs(got - ref)
+    share, mad = float((d <= 2).mean()), float(d.mean())
+    assert share >= 0.999 and mad < 0.5, f"{name}: max {d.max()}, within 2: {share:.5f}, mean {mad:.4f}"
+    return int(d.max()), share, mad
+
+
+def check_labels(items, batch) -> None:
+    b = batch.to("cpu")
+    counts = np.bincount(b.batch_idx.numpy(), minlength=len(items))
+    ends = np.cumsum(counts)
+    for i, (plan, _) in enumerate(items):
+        rows = slice(ends[i] - counts[i], ends[i])
+        lab = plan.labels
+        assert b.boxes[rows].numpy().tobytes() == lab.boxes.tobytes()
+        assert b.classes[rows].tolist() == lab.classes.tolist()
+        assert b.weights[rows].numpy().tobytes() == lab.weights.tobytes()
+        assert b.metas[i] == dict(lab.meta)
+    assert b.sizes.tolist() == [[S, S]] * len(items)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_parity_per_op(name, device):
+    items, batch = painted(CONFIGS[name], device)
+    assert batch.images.device.type == device and batch.images.dtype == torch.uint8
+    assert tuple(batch.images.shape) == (len(items), 3, S, S)
+    check_parity(items, batch, name)
+    check_labels(items, batch)
+
+
+def test_each_op_is_exercised():
+    def plans(cfg):
+        ds = MixDataset(DATA, cfg, seed=1)
+        return [ds.plan(i) for i in range(12)]
+
+    assert any(c.frame is not None for p in plans(CONFIGS["mosaic4"]) for c in p.canvases)
+    assert any(len(p.canvases[0].warps) > 4 for p in plans(CONFIGS["mosaic9"]))
+    assert any(p.blend is not None for p in plans(CONFIGS["mixup"]))
+    assert any(p.paste is not None for p in plans(CONFIGS["cutmix"]))
+    assert any(p.hsv is not None for p in plans(CONFIGS["hsv"]))
+    flips = plans(CONFIGS["flips"])
+    assert any(p.flip_lr for p in flips) and any(p.flip_ud for p in flips)
+    assert any(not np.allclose(c.warps[0].matrix[2], [0, 0, 1]) for p in plans(CONFIGS["perspective"])
+               for c in p.canvases)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_parity_over_random_configs(device):
+    rng = np.random.default_rng(2024)
+    for trial in range(4):
+        u = rng.uniform(size=12)
+        cfg = AugmentConfig(
+            img_size=int(rng.choice([48, 64])), mosaic=float(u[0]), mosaic9=float(u[1]) * 0.5,
+            degrees=float(u[2]) * 40, shear=float(u[3]) * 8, perspective=float(u[4]) * 0.001,
+            translate=float(u[5]) * 0.2, scale=0.2 + float(u[6]) * 0.5, mixup=float(u[7]), cutmix=float(u[8]),
+            fliplr=float(u[9]), flipud=float(u[10]) * 0.5, hsv_h=0.03, hsv_s=float(u[11]), hsv_v=0.4,
+            border_value=int(rng.integers(0, 256)),
+        )
+        data = make_data(8, seed=trial)
+        items, batch = painted(cfg, device, seed=trial, n=8, data=data)
+        check_parity(items, batch, f"trial {trial}: {cfg}")
+        check_labels_any_size(items, batch)
+
+
+def check_labels_any_size(items, batch) -> None:
+    b = batch.to("cpu")
+    assert b.boxes.numpy().tobytes() == np.concatenate([p.labels.boxes for p, _ in items]).tobytes()
+    assert b.classes.tolist() == np.concatenate([p.labels.classes for p, _ in items]).tolist()
+
+
+def test_labels_equal_the_per_sample_path():
+    cfg = AugmentConfig(img_size=S, mosaic=0.7, mixup=0.5, cutmix=0.5, degrees=10, fliplr=0.5)
+    ds = MixDataset(DATA, cfg, seed=5)
+    planned = MixDataset(DATA, cfg, seed=5, output="plan")
+    batch = DevicePainter()(collate_plans([planned[i] for i in range(8)]))
+    counts = batch.counts().tolist()
+    ends = np.cumsum(counts)
+    for i in range(8):
+        s = ds[i]
+        rows = slice(ends[i] - counts[i], ends[i])
+        assert batch.boxes[rows].numpy().tobytes() == s.boxes.tobytes()
+        assert batch.classes[rows].tolist() == s.classes.tolist()
+        assert batch.weights[rows].numpy().tobytes() == s.weights.tobytes()
+        assert batch.metas[i] == s.meta
+
+
+def test_shared_sources_are_shipped_once_and_distinct_pixels_are_not_merged():
+    ds = MixDataset(DATA, CONFIGS["mosaic4"], seed=1, output="plan")
+    items = [ds[i] for i in range(12)]
+    reads = sum(p.num_sources for p, _ in items)
+    pb = collate_plans(items)
+    assert pb.sources.shape[0] == len({j for p, _ in items for j in p.sources}) < reads
+    # the same dataset index with other pixels (e.g. a random dataset) is a second source
+    plan, images = items[0]
+    other = (plan, tuple(im.copy() for im in images[:-1]) + (255 - images[-1],))
+    assert collate_plans([items[0], other]).sources.shape[0] == plan.num_sources + 1
+    assert collate_plans([items[0], (plan, tuple(im.copy() for im in images))]).sources.shape[0] == plan.num_sources
+
+
+def test_replays_exactly_and_blocks_do_not_change_pixels(monkeypatch):
+    items, a = painted(CONFIGS["flips"], "cpu")
+    pb = pickle.loads(pickle.dumps(collate_plans(items)))  # what a DataLoader worker ships
+    b = DevicePainter()(pb)
+    monkeypatch.setattr(painter_mod, "CPU_STEP_PIXELS", 5 * S)
+    c = DevicePainter()(pb)
+    assert torch.equal(a.images, b.images) and torch.equal(a.images, c.images)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float16_output_is_uint8_over_255(device):
+    items, a = painted(CONFIGS["hsv"], device)
+    _, b = painted(CONFIGS["hsv"], device, dtype=torch.float16)
+    assert b.images.dtype == torch.float16 and b.images.device.type == device
+    torch.testing.assert_close(b.images, (a.images.to(torch.float16) / 255.0), atol=0, rtol=0)
+
+
+def test_dataloader_with_workers_and_epoch_keys():
+    ds = MixDataset(DATA, CONFIGS["mixup"], seed=3, output="plan")
+    loader = DataLoader(ds, batch_size=4, sampler=EpochSampler(ds), num_workers=2, collate_fn=collate_plans,
+                        pin_memory=True)
+    pb = next(iter(loader))
+    assert isinstance(pb, PlanBatch) and pb.batch_size == 4
+    keys = list(EpochSampler(ds))[:4]
+    batch = DevicePainter()(pb)
+    ref = np.stack([paint(*ds.plan_with_images(k)) for k in keys]).astype(np.int16)
+    d = np.abs(batch.images.permute(0, 2, 3, 1).numpy().astype(np.int16) - ref)
+    assert (d <= 2).mean() >= 0.999
+    assert [m["index"] for m in batch.metas] == [k[1] for k in keys]
+
+
+def test_errors_name_the_argument():
+    ds = MixDataset(DATA, CONFIGS["mosaic4"], seed=1, output="plan")
+    item = ds[0]
+    with pytest.raises(ValueError, match="items"):
+        collate_plans([])
+    with pytest.raises(ValueError, match=r"items\[0\]"):
+        collate_plans([item.plan])
+    with pytest.raises(ValueError, match=r"items\[0\]"):
+        collate_plans([(item.plan, item.images[:-1])])
+    other = MixDataset(DATA, AugmentConfig(img_size=32), seed=1, output="plan")[0]
+    with pytest.raises(ValueError, match=r"items\[1\]"):
+        collate_plans([item, other])
+    with pytest.raises(ValueError, match="output_dtype"):
+        DevicePainter(torch.float32)
+    with pytest.raises(ValueError, match="batch"):
+        DevicePainter()(item)
+
+
+def test_to_moves_every_tensor_and_pin_memory_is_safe():
+    pb = collate_plans([MixDataset(DATA, CONFIGS["cutmix"], seed=1, output="plan")[i] for i in range(3)])
+    assert pb.to("cpu").device.type == "cpu"
+    assert pb.pin_memory().batch_size == 3
+    assert pb.num_canvases >= 3 and len(pb.slot_counts) == len(pb.slot_affine)
