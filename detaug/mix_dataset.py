@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -15,7 +17,7 @@ from detaug.geometry import scaling
 from detaug.paint import paint
 from detaug.plan import Blend, Paste, SamplePlan
 from detaug.sample import Labels, Sample
-from detaug.sampler import as_key
+from detaug.sampler import EpochBlocks, as_key
 from detaug.transforms.affine import RandomAffine, as_border_value, warp_labels
 from detaug.transforms.base import BoxFilter, Transform
 from detaug.transforms.cutmix import CutMix, cutmix_labels
@@ -49,6 +51,21 @@ class MixDataset(torch.utils.data.Dataset):
     same item). Any sample of any epoch replays exactly, whatever the number of
     workers, their assignment or the distributed rank.
 
+    Decodes: each process keeps its last ``buffer`` source Samples read (at
+    most ``buffer_bytes`` of images; a pure cache, outputs do not change), and
+    :attr:`stats` counts items served and dataset reads. With
+    ``partners="uniform"`` (the default) Mosaic/MixUp/CutMix partners are
+    drawn from the whole dataset, so an uncached dataset costs about one read
+    per tile. With ``partners="block"`` they are drawn from the item's block
+    of ``block`` consecutive positions in the epoch's order
+    (:class:`~detaug.sampler.EpochBlocks`): an
+    :class:`~detaug.sampler.EpochSampler` (same seed) visits that order and a
+    DataLoader gives each worker whole batches, so with ``block`` dividing the
+    batch size every source is read about once per epoch. The key of a sample
+    stays ``(seed, epoch, index)`` in both modes (its block is a function of
+    them), so replay is exact; any other sampler is still correct, with fewer
+    buffer hits. The two modes give different samples.
+
     Args:
         dataset: map-style dataset whose items are Samples.
         config: the hyperparameters; default ``AugmentConfig()``.
@@ -57,6 +74,10 @@ class MixDataset(torch.utils.data.Dataset):
             opaque to a plan: their labels are only known with their pixels).
         output: ``"sample"`` (painted Samples) or ``"plan"`` (:class:`PlannedItem`;
             not with ``extra``).
+        partners: ``"uniform"`` or ``"block"`` (see above).
+        block: block size for ``partners="block"`` (a divisor of the batch size).
+        buffer: how many decoded source Samples each process keeps (0: none).
+        buffer_bytes: bound on the images' bytes in that buffer.
 
     >>> import numpy as np
     >>> from detaug import Sample
@@ -74,6 +95,10 @@ class MixDataset(torch.utils.data.Dataset):
         seed: int = 0,
         extra: Sequence[Transform[Any]] = (),
         output: str = "sample",
+        partners: str = "uniform",
+        block: int = 16,
+        buffer: int = 64,
+        buffer_bytes: int = 256 << 20,
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise ValueError("dataset: must be a map-style dataset (with __len__ and __getitem__)")
@@ -89,7 +114,19 @@ class MixDataset(torch.utils.data.Dataset):
             raise ValueError(f"output: expected 'sample' or 'plan', got {output!r}")
         if output == "plan" and extra:
             raise ValueError("output: 'plan' cannot carry extra transforms (a plan holds no opaque pixel ops)")
+        if partners not in ("uniform", "block"):
+            raise ValueError(f"partners: expected 'uniform' or 'block', got {partners!r}")
+        for name, v, lo in (("block", block, 1), ("buffer", buffer, 0), ("buffer_bytes", buffer_bytes, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
         self.output = output
+        self.partners = partners
+        self.blocks = EpochBlocks(int(seed), len(dataset), int(block))
+        self._buffer = _Buffer(int(buffer), int(buffer_bytes))
+        # Per-process counters [items, reads] in shared memory: row 0 the main
+        # process, row 1 + w DataLoader worker w (persistent ones included).
+        self._counts = torch.zeros((_COUNT_ROWS, 2), dtype=torch.int64).share_memory_()
+        self._counts_view: tuple[int, NDArray[np.int64]] | None = None
         self.dataset = dataset
         self.config = config
         self.seed = int(seed)
@@ -121,6 +158,63 @@ class MixDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_buffer"] = _Buffer(self._buffer.count, self._buffer.nbytes)  # a worker starts empty
+        state["_counts_view"] = None
+        return state
+
+    def _row(self) -> NDArray[np.int64]:
+        """This process's counter row (a numpy view of the shared tensor)."""
+        pid = os.getpid()
+        if self._counts_view is None or self._counts_view[0] != pid:
+            info = torch.utils.data.get_worker_info()
+            row = 0 if info is None else 1 + info.id % (_COUNT_ROWS - 1)
+            self._counts_view = (pid, self._counts.numpy()[row])
+        return self._counts_view[1]
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Items served and source reads, summed over this process and its DataLoader workers.
+
+        ``reads`` counts ``dataset[j]`` calls (a decode unless the wrapped
+        dataset caches); ``reads_per_item`` is their ratio. Reset with
+        :meth:`reset_stats`.
+
+        >>> import numpy as np
+        >>> from detaug import Sample
+        >>> data = [Sample.create(np.zeros((8, 8, 3), np.uint8), [[1, 1, 6, 6]], [0]) for _ in range(3)]
+        >>> ds = MixDataset(data, AugmentConfig(img_size=8, mosaic=0.0))
+        >>> _ = [ds[i] for i in (0, 1, 0)]
+        >>> ds.stats
+        {'items': 3, 'reads': 2, 'reads_per_item': 0.6666666666666666}
+        """
+        items, reads = (int(v) for v in self._counts.sum(dim=0).tolist())
+        return {"items": items, "reads": reads, "reads_per_item": reads / items if items else 0.0}
+
+    def reset_stats(self) -> None:
+        """Zero the counters of every process."""
+        self._counts.zero_()
+
+    def _fetch(self, index: int) -> Sample:
+        """Source item ``index``: from this process's buffer, else read from the dataset (and counted)."""
+        sample = self._buffer.get(index)
+        if sample is None:
+            sample = self.dataset[index]
+            self._row()[1] += 1
+            self._buffer.put(index, sample)
+        return sample
+
+    def _draw(self, rng: np.random.Generator, index: int, epoch: int, k: int) -> list[int]:
+        """``k`` partner indices of item ``index`` (``partners="block"``: from its block, never itself
+        unless the block is just the item)."""
+        members = self.blocks.members(epoch, index)
+        m = len(members)
+        if m == 1:
+            return [int(index)] * k
+        own = int(np.flatnonzero(members == index)[0])
+        return [int(members[(own + 1 + int(o)) % m]) for o in rng.integers(0, m - 1, size=k)]
+
     @property
     def epoch(self) -> int:
         """The current epoch (shared with DataLoader workers, persistent ones included)."""
@@ -147,7 +241,7 @@ class MixDataset(torch.utils.data.Dataset):
         ss = np.random.SeedSequence([self.seed, epoch, index], spawn_key=(stage,))
         return np.random.Generator(np.random.PCG64(ss))
 
-    def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources
+    def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources, epoch: int
              ) -> tuple[Labels, CanvasPlan, tuple[int, ...]]:
         """Mosaic + affine (one warp per tile), or the affine alone: labels, canvas (warps read
         dataset indices) and the tile indices."""
@@ -155,7 +249,10 @@ class MixDataset(torch.utils.data.Dataset):
         sample = sources.get(index)
         if mixing and c.mosaic > 0 and rng.random() < c.mosaic:
             mosaic = self.mosaic9 if (c.mosaic9 > 0 and rng.random() < c.mosaic9) else self.mosaic4
-            idx = [int(j) for j in rng.integers(0, n, size=mosaic.num_partners)]
+            if self.partners == "block":
+                idx = self._draw(rng, index, epoch, mosaic.num_partners)
+            else:
+                idx = [int(j) for j in rng.integers(0, n, size=mosaic.num_partners)]
             inputs = [sample] + [sources.get(j) for j in idx]
             labels, canvas = mosaic.plan(inputs, mosaic.sample_params(rng, sample, inputs[1:]))
             tiles = (int(index), *idx)
@@ -177,14 +274,15 @@ class MixDataset(torch.utils.data.Dataset):
         index = int(index) % n
         c = self.config
         mixing = c.mixing_active(epoch)
-        labels, canvas, tiles = self._pre(index, self._stream(index, epoch, 0), mixing, sources)
+        labels, canvas, tiles = self._pre(index, self._stream(index, epoch, 0), mixing, sources, epoch)
+        block = self.partners == "block"
         canvases = [canvas]
         blend = paste = None
         mixed_with: list[tuple[str, tuple[int, ...]]] = []
         r_mixup = self._stream(index, epoch, 1) if mixing and c.mixup > 0 else None
         if r_mixup is not None and r_mixup.random() < c.mixup:
-            j = int(r_mixup.integers(0, n))
-            partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources)
+            j = self._draw(r_mixup, index, epoch, 1)[0] if block else int(r_mixup.integers(0, n))
+            partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources, epoch)
             lam = self.mixup.sample_params(r_mixup, labels, [partner]).lam
             labels = mixup_labels(labels, partner, lam)
             canvases.append(pcanvas)
@@ -192,8 +290,8 @@ class MixDataset(torch.utils.data.Dataset):
             mixed_with.append(("mixup", ptiles))
         r_cutmix = self._stream(index, epoch, 2) if mixing and c.cutmix > 0 else None
         if r_cutmix is not None and r_cutmix.random() < c.cutmix:
-            j = int(r_cutmix.integers(0, n))
-            partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources)
+            j = self._draw(r_cutmix, index, epoch, 1)[0] if block else int(r_cutmix.integers(0, n))
+            partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources, epoch)
             rect = self.cutmix.sample_params(r_cutmix, labels, [partner]).rect
             if rect is not None:
                 rect_i = (int(rect[0]), int(rect[1]), int(rect[2]), int(rect[3]))
@@ -228,11 +326,11 @@ class MixDataset(torch.utils.data.Dataset):
         are not in it); the source images are read to learn their sizes and
         objects but not kept.
         """
-        return self._plan(key, _Sources(self.dataset))
+        return self._plan(key, _Sources(self._fetch))
 
     def plan_with_images(self, key: int | tuple[int, int]) -> tuple[SamplePlan, list[NDArray[np.uint8]]]:
         """The plan of item ``key`` and its source images (aligned with ``plan.sources``; read-only views)."""
-        sources = _Sources(self.dataset)
+        sources = _Sources(self._fetch)
         plan = self._plan(key, sources)
         return plan, [sources.get(j).image for j in plan.sources]
 
@@ -246,6 +344,7 @@ class MixDataset(torch.utils.data.Dataset):
         ``output="plan"``, the :class:`PlannedItem` unpainted.
         """
         plan, images = self.plan_with_images(key)
+        self._row()[0] += 1
         if self.output == "plan":
             return PlannedItem(plan, tuple(images))
         sample = plan.labels.with_image(paint(plan, images))
@@ -264,15 +363,43 @@ class PlannedItem(NamedTuple):
     images: tuple[NDArray[np.uint8], ...]
 
 
-class _Sources:
-    """The dataset items one plan reads, each fetched once."""
+_COUNT_ROWS = 65  # the main process and up to 64 DataLoader workers (more share rows)
 
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+
+class _Sources:
+    """The dataset items one plan reads, each fetched once (``fetch(index) -> Sample``)."""
+
+    def __init__(self, fetch: Any) -> None:
+        self.fetch = fetch
         self.items: dict[int, Sample] = {}
 
     def get(self, index: int) -> Sample:
         s = self.items.get(index)
         if s is None:
-            s = self.items[index] = self.dataset[index]
+            s = self.items[index] = self.fetch(index)
         return s
+
+
+class _Buffer:
+    """The last ``count`` source Samples read by this process, holding at most ``nbytes`` of images (LRU)."""
+
+    def __init__(self, count: int, nbytes: int) -> None:
+        self.count, self.nbytes = count, nbytes
+        self.items: OrderedDict[int, Sample] = OrderedDict()
+        self.held = 0
+
+    def get(self, index: int) -> Sample | None:
+        s = self.items.get(index)
+        if s is not None:
+            self.items.move_to_end(index)
+        return s
+
+    def put(self, index: int, sample: Sample) -> None:
+        size = int(getattr(sample.image, "nbytes", 0))
+        if self.count == 0 or size > self.nbytes:
+            return
+        self.items[index] = sample
+        self.held += size
+        while len(self.items) > self.count or self.held > self.nbytes:
+            _, old = self.items.popitem(last=False)
+            self.held -= int(getattr(old.image, "nbytes", 0))

@@ -34,7 +34,7 @@ import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
 
-__all__ = ["EpochSampler", "epoch_order", "as_key"]
+__all__ = ["EpochSampler", "epoch_order", "as_key", "EpochBlocks"]
 
 # Distinguishes the order's stream from the items' SeedSequence([seed, epoch, index]) streams.
 _ORDER_STREAM = 0x0D0E
@@ -55,6 +55,53 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> NDArray[
         return np.arange(n, dtype=np.int64)
     ss = np.random.SeedSequence([int(seed), int(epoch)], spawn_key=(_ORDER_STREAM,))
     return np.random.default_rng(ss).permutation(n).astype(np.int64)
+
+
+class EpochBlocks:
+    """Blocks of ``block`` consecutive positions of :func:`epoch_order`: where an item's partners come from.
+
+    Position ``p`` of epoch ``e``'s order belongs to the block
+    ``[p // block * block, that + block)`` (the last one may be shorter).
+    :class:`EpochSampler` with the same seed visits that order, and a
+    DataLoader hands each worker whole batches of consecutive keys, so when
+    ``block`` divides the batch size the items of a block are served one after
+    another by one worker: partners drawn inside the block were just decoded.
+    Everything here is a pure function of ``(seed, epoch, index)``; the orders
+    of the last two epochs asked for are kept.
+
+    >>> b = EpochBlocks(seed=1, n=10, block=4)
+    >>> order = epoch_order(1, 0, 10)
+    >>> b.members(0, int(order[5])).tolist() == order[4:8].tolist()
+    True
+    >>> b.members(0, int(order[9])).tolist() == order[8:].tolist()
+    True
+    """
+
+    def __init__(self, seed: int, n: int, block: int) -> None:
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+            raise ValueError(f"block: expected an int >= 1, got {block!r}")
+        self.seed, self.n, self.block = int(seed), int(n), int(block)
+        self._orders: dict[int, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+
+    def _order(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        got = self._orders.get(epoch)
+        if got is None:
+            order = epoch_order(self.seed, epoch, self.n)
+            position = np.empty_like(order)
+            position[order] = np.arange(self.n, dtype=np.int64)
+            if len(self._orders) >= 2:
+                self._orders.pop(next(iter(self._orders)))
+            got = self._orders[epoch] = (order, position)
+        return got
+
+    def members(self, epoch: int, index: int) -> NDArray[np.int64]:
+        """(k,) int64, k <= block: the dataset indices of the block holding ``index`` in ``epoch``, in order."""
+        order, position = self._order(int(epoch))
+        start = int(position[int(index)]) // self.block * self.block
+        return order[start:start + self.block]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"seed": self.seed, "n": self.n, "block": self.block, "_orders": {}}
 
 
 def as_key(key: Any, default_epoch: int) -> tuple[int, int]:
