@@ -1,22 +1,36 @@
 #!/usr/bin/env python
-"""Throughput of detaug's per-sample pipeline and of the batch mixer.
+"""Throughput of detaug's per-sample pipeline (optionally side by side with Ultralytics) and of the batch mixer.
 
-Pipeline mode (default) times ``MixDataset.__getitem__`` plus the conversion
-of each sample to the (3, H, W) tensor a trainer gets, on one core, for a few
-configurations, and prints the median samples/s over repeats. The figures to
-compare with are Ultralytics 8.4.190's YOLODataset on COCO128 at 640 on one
-core (measured on a machine like ours): 77 samples/s default mosaic, 93 with a
-RAM cache, 34.5 with mixup=1.0, 59 with cutmix=1.0.
+Every figure printed is measured in this run; nothing is compared with a
+number remembered from elsewhere.
 
-Configs: ``default`` is the library default (``cache="auto"``: a shared
-cache filled lazily as images are first read, so the first repeat decodes
-from disk -- it is the ``min`` -- and later ones are served from RAM, like
-Ultralytics' own image buffer); ``ram`` caches every image up front;
-``nocache`` always decodes from disk; ``mixup``/``cutmix`` set that
-probability to 1.0 on the default; ``full`` adds rotation, shear,
-perspective and both mixes at 0.5; ``gpu-hsv`` is the default with the HSV
-jitter left to :class:`detaug.batch_hsv.BatchHSV` on the GPU (the loader's
-share of the work only).
+Pipeline mode (default) times ``MixDataset[key]`` plus the conversion of each
+sample to the (3, H, W) tensor a trainer gets, on one thread, for a few
+configurations, and prints the median samples/s over repeats. Keys follow
+:class:`~detaug.sampler.EpochSampler`'s order (one epoch per repeat). Every
+config starts from Ultralytics 8.4's default hyperparameters (Mosaic 1,
+translate 0.1, scale 0.5, fliplr 0.5, HSV 0.015/0.7/0.4, no rotation/shear).
+
+With ``--peer PYTHON`` (a venv with Ultralytics, e.g. /tmp/peerenv/bin/python;
+see ../shared/bench/README.md) each config is run in fresh processes pinned to
+one core (``taskset -c CORE``), detaug and Ultralytics' pipeline
+(``--peer-script``, by default ../shared/bench/ultra_pipeline.py) alternating,
+``--repeats`` rounds, and the table gives both medians and their ratio. The
+data folder (laid out like COCO128: coco128.yaml, images/, labels/) is copied
+to a temporary folder first, because Ultralytics writes a labels cache beside
+the labels.
+
+Configs (detaug cache / Ultralytics cache): ``default`` is each library's
+default (``cache="auto"`` / none); ``ram`` caches every image in both;
+``nocache`` never caches (Ultralytics keeps its own buffer of recent images);
+``mixup``/``cutmix`` set that probability to 1.0 on the default; ``full``
+adds rotation, shear, perspective and both mixes at 0.5; ``gpu-hsv`` leaves
+the HSV jitter to the batch stage (the loader's share only); ``plan`` is the
+loader side of the device path: ``MixDataset(output="plan")`` items collated
+by :func:`detaug.batch_transforms.plan_batch.collate_plans` in batches of 16,
+no pixel painted. The last three have no Ultralytics counterpart.
+``--partners block`` draws mixing partners from the item's block of the
+epoch's order (decode reuse; other samples than the default).
 
 Mixer mode (``--mixer``) times BatchMixer on batches of 640 x 640 images
 (16 and 64) against a per-sample loop of MixUp/CutMix doing the same work,
@@ -25,7 +39,8 @@ on the CPU and on CUDA when there is one.
 Examples:
   python tools/benchmark.py                                  # COCO128 when DETAUG_REAL_DATA is set, else shapes
   python tools/benchmark.py --data ../shared/data/coco128/coco128.yaml --repeats 5
-  python tools/benchmark.py --configs default,mixup --samples 128
+  python tools/benchmark.py --data /tmp/coco2k/coco128.yaml --configs default,nocache --peer /tmp/peerenv/bin/python
+  python tools/benchmark.py --configs plan --samples 256
   python tools/benchmark.py --mixer --batch-sizes 16,64
 """
 
@@ -34,8 +49,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,18 +67,23 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from detaug import AugmentConfig, MixDataset, YoloDataset  # noqa: E402
+from detaug.sampler import EpochSampler  # noqa: E402
 
-CONFIGS = {
-    "default": ({}, "auto"),
-    "ram": ({}, "ram"),
-    "nocache": ({}, None),
-    "mixup": ({"mixup": 1.0}, "auto"),
-    "cutmix": ({"cutmix": 1.0}, "auto"),
-    # HSV moved to the batch stage (detaug.batch_hsv.BatchHSV on the GPU): the loader's side.
-    "gpu-hsv": ({"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}, "auto"),
-    "full": ({"mixup": 0.5, "cutmix": 0.5, "degrees": 10.0, "shear": 2.0, "perspective": 0.0005}, "auto"),
+# Ultralytics 8.4 default hyperparameters, which every config starts from.
+BASE = {"mosaic": 1.0, "degrees": 0.0, "translate": 0.1, "scale": 0.5, "shear": 0.0, "perspective": 0.0,
+        "fliplr": 0.5, "flipud": 0.0, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4}
+# name: (config overrides, detaug cache, Ultralytics arguments or None when it has no counterpart)
+CONFIGS: dict[str, tuple[dict, str | None, list[str] | None]] = {
+    "default": ({}, "auto", ["--cache", "none"]),
+    "ram": ({}, "ram", ["--cache", "ram"]),
+    "nocache": ({}, None, ["--cache", "none"]),
+    "mixup": ({"mixup": 1.0}, "auto", ["--cache", "none", "--mixup", "1.0"]),
+    "cutmix": ({"cutmix": 1.0}, "auto", ["--cache", "none", "--cutmix", "1.0"]),
+    "gpu-hsv": ({"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}, "auto", None),
+    "full": ({"mixup": 0.5, "cutmix": 0.5, "degrees": 10.0, "shear": 2.0, "perspective": 0.0005}, "auto", None),
+    "plan": ({}, "auto", None),
 }
-ULTRALYTICS = {"default": 77.0, "ram": 93.0, "mixup": 34.5, "cutmix": 59.0}
+PEER_SCRIPT = ROOT.parent / "shared" / "bench" / "ultra_pipeline.py"
 
 
 def default_data() -> Path:
@@ -75,30 +99,101 @@ def to_tensor(sample) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))
 
 
+def make_dataset(args: argparse.Namespace, name: str, bases: dict) -> MixDataset:
+    overrides, cache, _ = CONFIGS[name]
+    if cache not in bases:
+        bases[cache] = YoloDataset(args.data, img_size=args.img_size, cache=cache, progress=False)
+    cfg = AugmentConfig(img_size=args.img_size, **{**BASE, **overrides})
+    return MixDataset(bases[cache], cfg, seed=0, partners=args.partners,
+                      output="plan" if name == "plan" else "sample")
+
+
+def time_epoch(ds: MixDataset, name: str, epoch: int, n: int) -> float:
+    """Samples/s of the first ``n`` keys of ``epoch`` in EpochSampler's order."""
+    keys = [(epoch, int(i)) for i in EpochSampler(ds, start_epoch=epoch).shard(epoch)[:n]]
+    if name == "plan":
+        from detaug.batch_transforms.plan_batch import collate_plans
+
+        t0 = time.perf_counter()
+        for k in range(0, len(keys), 16):
+            collate_plans([ds[key] for key in keys[k:k + 16]])
+        return len(keys) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for key in keys:
+        to_tensor(ds[key])
+    return len(keys) / (time.perf_counter() - t0)
+
+
 def bench_pipeline(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
-    datasets: dict[str | None, YoloDataset] = {}
+    bases: dict = {}
     for name in args.configs:
-        overrides, cache = CONFIGS[name]
-        if cache not in datasets:
-            datasets[cache] = YoloDataset(args.data, img_size=args.img_size, cache=cache, progress=False)
-        base = datasets[cache]
-        ds = MixDataset(base, AugmentConfig(img_size=args.img_size, **overrides), seed=0)
+        ds = make_dataset(args, name, bases)
         n = min(args.samples, len(ds)) if args.samples else len(ds)
         for i in range(min(8, n)):  # warm-up: page cache, lazy imports
-            to_tensor(ds[i])
-        rates = []
-        for rep in range(args.repeats):
-            ds.set_epoch(rep)
-            t0 = time.perf_counter()
-            for i in range(n):
-                to_tensor(ds[i])
-            rates.append(n / (time.perf_counter() - t0))
+            ds[(10_000, i)]
+        ds.reset_stats()
+        rates = [time_epoch(ds, name, rep, n) for rep in range(args.repeats)]
         med = statistics.median(rates)
-        results[name] = {"median": med, "min": min(rates), "max": max(rates), "samples": n}
-        ref = ULTRALYTICS.get(name)
-        vs = f"  (Ultralytics 8.4.190: {ref:g}/s, x{med / ref:.1f})" if ref else ""
-        print(f"{name:8s} {med:8.1f} samples/s  [min {min(rates):.1f}, max {max(rates):.1f}, n={n}]{vs}", flush=True)
+        reads = ds.stats["reads_per_item"]
+        results[name] = {"median": med, "min": min(rates), "max": max(rates), "samples": n, "reads_per_item": reads}
+        print(f"{name:8s} {med:8.1f} samples/s  [min {min(rates):.1f}, max {max(rates):.1f}, n={n}, "
+              f"{reads:.2f} reads/item]", flush=True)
+    return results
+
+
+def one(args: argparse.Namespace) -> int:
+    """Child process of --peer: one config, one epoch after a warm-up; prints 'X samples/s'."""
+    name = args.configs[0]
+    ds = make_dataset(args, name, {})
+    n = min(args.samples, len(ds)) if args.samples else len(ds)
+    for i in range(16):
+        ds[(10_000, i % len(ds))]
+    print(f"{time_epoch(ds, name, 0, n):.2f} samples/s", flush=True)
+    return 0
+
+
+def _rate(cmd: list[str]) -> float:
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, YOLO_OFFLINE="1"), cwd="/tmp")
+    m = re.search(r"([0-9.]+) samples/s", p.stdout)
+    if p.returncode != 0 or not m:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return float(m.group(1))
+
+
+def bench_peer(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Alternate detaug and Ultralytics, each in a fresh process pinned to one core; medians and ratios."""
+    src = args.data.parent if args.data.suffix in (".yaml", ".yml") else args.data
+    tmp = Path(tempfile.mkdtemp(prefix="detaug-bench-"))
+    root = tmp / src.name
+    shutil.copytree(src, root, symlinks=True)
+    data = root / (args.data.name if args.data.suffix in (".yaml", ".yml") else "coco128.yaml")
+    n = args.samples or 256
+    pin = ["taskset", "-c", str(args.core)]
+    results: dict[str, dict[str, float]] = {}
+    print(f"one core (taskset -c {args.core}); {args.repeats} alternating rounds of {n} samples; medians")
+    print(f"{'config':8s} {'detaug':>8s} {'ultralytics':>12s} {'ratio':>6s}")
+    try:
+        for name in args.configs:
+            peer_args = CONFIGS[name][2]
+            ours_cmd = [*pin, sys.executable, str(Path(__file__).resolve()), "--one", "--configs", name, "--data",
+                        str(data), "--img-size", str(args.img_size), "--samples", str(n), "--partners", args.partners]
+            d, u = [], []
+            for _ in range(args.repeats):
+                if peer_args is not None:
+                    u.append(_rate([*pin, args.peer, str(args.peer_script), str(root), "-n", str(n),
+                                    "--imgsz", str(args.img_size), *peer_args]))
+                d.append(_rate(ours_cmd))
+            md = statistics.median(d)
+            results[name] = {"detaug": md, "detaug_runs": d}
+            if u:
+                mu = statistics.median(u)
+                results[name].update(ultralytics=mu, ultralytics_runs=u, ratio=md / mu)
+                print(f"{name:8s} {md:8.1f} {mu:12.1f} {md / mu:5.2f}x   detaug {d}  ultralytics {u}", flush=True)
+            else:
+                print(f"{name:8s} {md:8.1f} {'-':>12s} {'-':>6s}   detaug {d}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return results
 
 
@@ -164,9 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=640, help="output side s (default 640)")
     p.add_argument("--configs", default="default,ram,nocache,mixup,cutmix",
                    help=f"comma-separated pipeline configs among {','.join(CONFIGS)}")
-    p.add_argument("--samples", type=int, default=0, help="samples per repeat (default: the whole dataset)")
-    p.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
+    p.add_argument("--samples", type=int, default=0, help="samples per repeat (default: the whole dataset; 256 with --peer)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats (rounds with --peer); the median is reported (default 5)")
     p.add_argument("--threads", type=int, default=1, help="OpenCV/torch threads (default 1: one core)")
+    p.add_argument("--partners", choices=("uniform", "block"), default="uniform", help="MixDataset partners mode")
+    p.add_argument("--peer", default=None, help="python of a venv with Ultralytics: run its pipeline alternately")
+    p.add_argument("--peer-script", type=Path, default=PEER_SCRIPT, help="the peer's pipeline script")
+    p.add_argument("--core", type=int, default=0, help="the core both sides are pinned to with --peer (default 0)")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mixer", action="store_true", help="benchmark BatchMixer instead of the pipeline")
     p.add_argument("--batch-sizes", default="16,64", help="batch sizes for --mixer (default 16,64)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -186,9 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.mixer:
         results = bench_mixer(args)
     else:
-        args.data = args.data or default_data()
-        print(f"data: {args.data}  img_size: {args.img_size}  threads: {args.threads}", flush=True)
-        results = bench_pipeline(args)
+        args.data = Path(args.data or default_data()).resolve()
+        if args.one:
+            return one(args)
+        print(f"data: {args.data}  img_size: {args.img_size}  threads: {args.threads}  partners: {args.partners}",
+              flush=True)
+        results = bench_peer(args) if args.peer else bench_pipeline(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
