@@ -11,7 +11,7 @@ flipud, fliplr, hsv_h, hsv_s, hsv_v, close_mosaic``), so an Ultralytics
 >>> AugmentConfig(mixup=1.5)
 Traceback (most recent call last):
 ...
-ValueError: mixup must be in [0.0, 1.0] (probability), got 1.5
+ValueError: mixup must be a probability in [0, 1], got 1.5
 """
 
 from __future__ import annotations

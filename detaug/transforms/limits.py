@@ -5,7 +5,7 @@
 >>> check_range("translate", 1.5)
 Traceback (most recent call last):
 ...
-ValueError: translate must be in [0.0, 1.0] (fraction of the output size), got 1.5
+ValueError: translate must be in [0, 1] (fraction of the output size), got 1.5
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ MIN_IMG_SIZE = 2
 def check_range(name: str, value: object) -> float:
     """``value`` as a float if it is a finite number inside ``LIMITS[name]``; ValueError naming ``name`` otherwise."""
     lo, hi, what = LIMITS[name]
+    expected = f"a probability in [{lo:g}, {hi:g}]" if what == "probability" else f"in [{lo:g}, {hi:g}] ({what})"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}] ({what}), got {value!r}")
+        raise ValueError(f"{name} must be a number {expected}, got {value!r}")
     v = float(value)
     if math.isnan(v) or not (lo <= v <= hi) or (math.isinf(v) and not math.isinf(hi)):
-        raise ValueError(f"{name} must be in [{lo}, {hi}] ({what}), got {value!r}")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     return v
 
 
