@@ -417,3 +417,21 @@ def test_cli_mixup_end_to_end_from_another_cwd(shapes, tmp_path):
         s = ds[k]
         assert s.meta["mixed_with"][0][0] == "mixup" and (s.weights < 1).all()
         assert np.array_equal(_cell(png, k, sizes, cols=2, title=True), draw_sample(s, names=shapes[128].names))
+
+
+def test_plan_is_printed_and_the_device_painter_agrees_with_opencv(tool, tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    rc = tool.main(["--augment", "full", "--seed", "2", "-n", "3", "--img-size", "128", "--plan", "--paint",
+                    "device", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and out.exists()
+    assert text.count("plan: 128x128") == 3 and "canvas 0 (" in text and "hsv gains" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("device painter vs OpenCV over 3 samples"))
+    share = float(line.split("within 2 grey levels ")[1].split("%")[0])
+    mean = float(line.split("mean |diff| ")[1])
+    assert share >= 99.9 and mean < 0.5
+
+
+def test_plan_and_device_paint_need_augment(tool, tmp_path):
+    with pytest.raises(SystemExit):
+        tool.main(["--plan", "--out", str(tmp_path / "x.png")])

@@ -79,6 +79,13 @@ examples:
     python tools/visualize.py --augment full --before-after -n 4
         each raw sample next to its augmented version
 
+  plans and painters (every augmented sample is a plan, then painted):
+    python tools/visualize.py --augment full -n 4 --plan
+        prints each sample's plan: source images, canvases, MixUp/CutMix, HSV gains, flips
+    python tools/visualize.py --augment full -n 4 --paint device
+        paints the same plans with the device painter (torch, here on the CPU) and prints
+        how far its pixels are from OpenCV's
+
   replay one training sample (what a trainer with this config saw):
     python tools/visualize.py --augment full --seed 7 --epoch 2 --index 3
         draws item 3 of epoch 2 for seed 7 and prints its meta: tiles (dataset
@@ -121,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aug.add_argument("--seed", type=int, default=0, help="MixDataset seed (default: 0)")
     aug.add_argument("--epoch", type=int, default=0, help="epoch passed to MixDataset.set_epoch (default: 0)")
+    aug.add_argument(
+        "--paint",
+        choices=("opencv", "device"),
+        default="opencv",
+        help="who paints the augmented samples' plans: opencv (MixDataset[i], default) or device "
+        "(detaug.batch_transforms.DevicePainter with torch on the CPU; prints how far it is from OpenCV)",
+    )
+    aug.add_argument(
+        "--plan",
+        action="store_true",
+        help="print each drawn sample's plan (sources, canvases, mixing, colour, flips; needs --augment)",
+    )
     aug.add_argument(
         "--before-after",
         action="store_true",
@@ -175,6 +194,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(
             f"--augment: {args.augment!r} is not one of {', '.join(AUGMENT_CHOICES)} nor a .yaml file"
         )
+    if (args.plan or args.paint != "opencv") and args.augment == "none":
+        parser.error("--plan and --paint device need --augment (a raw sample has no plan)")
     if args.before_after and args.augment == "none":
         parser.error("--before-after needs --augment (mosaic, mixup, cutmix, full or a yaml)")
     problem = out_problem(args.out)
@@ -302,6 +323,50 @@ def render_grid(
     return make_grid(tiles, cols=cols)
 
 
+class Painted:
+    """A MixDataset's items painted from their plans, by OpenCV or the device painter; plans are kept.
+
+    ``stats`` collects, per painted item, (max |device - OpenCV|, share of
+    pixels within 2 grey levels, mean |difference|) when the device paints.
+    """
+
+    def __init__(self, mix: Any, painter: str) -> None:
+        self.mix = mix
+        self.painter = painter
+        self.plans: dict[int, Any] = {}
+        self.stats: list[tuple[int, float, float]] = []
+
+    def __len__(self) -> int:
+        return len(self.mix)
+
+    def __getitem__(self, index: int) -> Sample:
+        from detaug.paint import paint
+
+        plan, images = self.mix.plan_with_images(index)
+        self.plans[index] = plan
+        image = paint(plan, images)
+        if self.painter == "device":
+            from detaug.batch_transforms.painter import DevicePainter
+            from detaug.batch_transforms.plan_batch import collate_plans
+
+            batch = DevicePainter()(collate_plans([(plan, images)]))
+            device = batch.images[0].permute(1, 2, 0).contiguous().numpy()
+            diff = np.abs(device.astype(np.int16) - image.astype(np.int16))
+            self.stats.append((int(diff.max()), float((diff <= 2).mean()), float(diff.mean())))
+            image = device
+        return plan.labels.with_image(image)
+
+    def summary(self) -> str:
+        """One line on how the device painter compares to OpenCV over the painted items."""
+        if not self.stats:
+            return ""
+        worst = max(s[0] for s in self.stats)
+        within = min(s[1] for s in self.stats)
+        mean = max(s[2] for s in self.stats)
+        return (f"device painter vs OpenCV over {len(self.stats)} samples: max |diff| {worst}, "
+                f"worst share within 2 grey levels {within:.4%}, worst mean |diff| {mean:.3f}")
+
+
 def describe(sample: Sample, names: Sequence[str] | None = None, files: Sequence[str] | None = None) -> str:
     """A few lines on one sample: its meta, tiles and partners (by file when
     ``files`` is given), object count per class and a weights summary."""
@@ -354,8 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config is not None:
             from detaug import MixDataset
 
-            shown = MixDataset(dataset, config, seed=args.seed)
-            shown.set_epoch(args.epoch)
+            mix = MixDataset(dataset, config, seed=args.seed)
+            mix.set_epoch(args.epoch)
+            shown = painted = Painted(mix, args.paint)
         if args.index is not None:
             if args.index >= len(dataset):
                 raise IndexError(f"--index {args.index} is past the end of the dataset ({len(dataset)} samples)")
@@ -370,6 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid = render_grid(
             shown, indices, names, args.cols, args.thickness, not args.no_titles, raw, config is not None
         )
+        if config is not None:
+            if args.plan:
+                for i, plan in painted.plans.items():
+                    print(f"#{i} {plan.describe()}")
+            if args.paint == "device":
+                print(painted.summary())
     except (OSError, ValueError, IndexError) as e:  # detaug.DatasetError is a ValueError
         print(f"visualize.py: error: {e}", file=sys.stderr)
         return 1
