@@ -55,11 +55,18 @@ def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.u
     if plan.blend is not None:
         img = mixup_pixels(img, paint_canvas(plan.canvases[plan.blend.canvas], images, s, fill), plan.blend.lam)
     if plan.paste is not None:
-        img = paste_pixels(img, paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill), plan.paste.rect)
+        partner = paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill)
+        x1, y1, x2, y2 = plan.paste.rect
+        if partner.shape == img.shape and img.flags.writeable:
+            img[y1:y2, x1:x2] = partner[y1:y2, x1:x2]  # paste_pixels, in place (img is ours)
+        else:
+            img = paste_pixels(img, partner, plan.paste.rect)
+    # img is a new array of ours from here: jitter and flip it in place (no new arrays)
+    ours = img.flags.c_contiguous and img.flags.writeable
     if plan.hsv is not None:
-        img = apply_hsv(img, plan.hsv, inplace=img.flags.c_contiguous and img.flags.writeable)  # img is ours
+        img = apply_hsv(img, plan.hsv, inplace=ours)
     if plan.flip_lr:
-        img = flip_image(img, "horizontal")
+        img = flip_image(img, "horizontal", inplace=ours)
     if plan.flip_ud:
-        img = flip_image(img, "vertical")
+        img = flip_image(img, "vertical", inplace=ours)
     return np.ascontiguousarray(img)

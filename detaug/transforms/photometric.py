@@ -165,15 +165,27 @@ class FlipParams:
     flip: bool
 
 
-def flip_image(image: NDArray[np.uint8], direction: Direction) -> NDArray[np.uint8]:
+def flip_image(image: NDArray[np.uint8], direction: Direction, inplace: bool = False) -> NDArray[np.uint8]:
     """Mirror an (H, W, C) image left-right ("horizontal") or top-bottom ("vertical").
 
-    Returns a new C-contiguous array.
+    Returns a new C-contiguous array, or with ``inplace`` (``image`` must then
+    be a writeable C-contiguous (H, W, 3) array) ``image`` itself, mirrored.
 
     >>> flip_image(np.arange(3, dtype=np.uint8).reshape(1, 3, 1), "horizontal")[0, :, 0].tolist()
     [2, 1, 0]
+    >>> a = np.arange(6, dtype=np.uint8).reshape(2, 1, 3)
+    >>> flip_image(a, "vertical", inplace=True) is a, a[0, 0].tolist()
+    (True, [3, 4, 5])
     """
     code = 1 if _AXIS[direction] == 0 else 0  # OpenCV: 1 mirrors columns, 0 rows
+    if inplace:
+        if not (isinstance(image, np.ndarray) and image.flags.c_contiguous and image.flags.writeable
+                and image.ndim == 3 and image.shape[2] == 3):
+            raise ValueError("image: inplace needs a writeable C-contiguous (H, W, 3) array")
+        out = cv2.flip(image, code, dst=image)  # OpenCV swaps mirrored pairs, so src == dst is safe
+        if out is not image and not np.shares_memory(out, image):
+            image[...] = out
+        return image
     return np.ascontiguousarray(cv2.flip(np.ascontiguousarray(image), code)).reshape(image.shape)
 
 
