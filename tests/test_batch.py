@@ -154,3 +154,23 @@ def test_to_device_pin_and_pickle(device):
         assert pinned.images.is_pinned()
     again = pickle.loads(pickle.dumps(b))  # DataLoader workers send batches between processes
     assert torch.equal(again.images, b.images) and again.metas == b.metas
+
+
+@pytest.mark.parametrize(("fill", "rgb"), [(114, (114, 114, 114)), (0, (0, 0, 0)), ((10, 20, 30), (10, 20, 30))])
+def test_collate_fill_pads_and_is_recorded(fill, rgb):
+    rng = np.random.default_rng(7)
+    samples = [make_sample(rng, 6, 9, 1), make_sample(rng, 4, 3, 0)]
+    b = collate(samples, fill=fill)
+    assert b.fill == rgb
+    img = b.images[1].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(img[:4, :3], samples[1].image)
+    assert (img[4:] == rgb).all() and (img[:, 3:] == rgb).all()
+    assert b.to("cpu").fill == rgb and b.pin_memory().fill == rgb and b.replace().fill == rgb
+    assert pickle.loads(pickle.dumps(b)).fill == rgb
+    assert collate(samples).fill == (PAD_VALUE,) * 3
+
+
+@pytest.mark.parametrize("fill", [256, -1, (1, 2), (1, 2, 300), "grey", 1.5, True])
+def test_collate_fill_validation(fill):
+    with pytest.raises(ValueError, match="fill"):
+        collate([make_sample(np.random.default_rng(8), 4, 4, 0)], fill=fill)
