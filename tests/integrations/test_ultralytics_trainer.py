@@ -19,17 +19,21 @@ import pytest
 
 pytest.importorskip("ultralytics", reason="needs ultralytics (the peer venv, see .ci/run)")
 
+import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.utils import DEFAULT_CFG_KEYS  # noqa: E402
 from ultralytics.utils.torch_utils import unwrap_model  # noqa: E402
 
+from detaug.config import AugmentConfig  # noqa: E402
+from detaug.data import YoloDataset  # noqa: E402
 from detaug.integrations.ultralytics import (  # noqa: E402
     DETAUG_OPTIONS,
     DetaugTrainer,
     UltralyticsDataset,
     WeightedE2ELoss,
 )
+from detaug.mix_dataset import MixDataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPES = ROOT / "datasets" / "shapes"
@@ -86,7 +90,8 @@ def data_yaml(tmp_path_factory):
 
 RUNS = [  # model, trainer, extra arguments
     pytest.param("yolo11n.yaml", Recording, {"plots": True, "cls_pw": 0.5}, id="yolo11n-workers0-plots"),
-    pytest.param("yolo26n.yaml", RecordingTwoWorkers, {"plots": False, "mosaic9": 0.5}, id="yolo26n-workers2"),
+    pytest.param("yolo26n.yaml", RecordingTwoWorkers, {"plots": False, "mosaic9": 0.5, "batch": -1},
+                 id="yolo26n-workers2-autobatch"),
 ]
 
 
@@ -95,14 +100,16 @@ RUNS = [  # model, trainer, extra arguments
 def test_yolo_trains_through_detaug_trainer(cfg, trainer_cls, extra, data_yaml, tmp_path, caplog):
     model = YOLO(cfg)
     with caplog.at_level(logging.INFO, logger="ultralytics"):
-        model.train(data=str(data_yaml), epochs=EPOCHS, imgsz=64, batch=8, device="cpu", seed=3,
-                    mixup=1.0, close_mosaic=1, val=False, project=str(tmp_path), name="run", exist_ok=True,
-                    trainer=trainer_cls, **extra)
+        model.train(data=str(data_yaml), epochs=EPOCHS, imgsz=64, device="cpu", seed=3, mixup=1.0,
+                    close_mosaic=1, val=False, project=str(tmp_path), name="run", exist_ok=True,
+                    trainer=trainer_cls, **{"batch": 8, **extra})
     trainer = model.trainer
     assert isinstance(trainer, DetaugTrainer) and isinstance(trainer.train_loader.dataset, UltralyticsDataset)
     assert trainer.train_loader.num_workers == (trainer_cls.workers or 0)
     n = len(trainer.train_loader.dataset)
     assert n == 24
+    if extra.get("batch") == -1:  # auto-batch built the training set and read its labels
+        assert trainer.batch_size >= 1 and trainer.train_loader.batch_size == min(trainer.batch_size, n)
 
     # Every sample's key carried the epoch the trainer was in; each epoch visits every image once.
     assert all(t_epoch == k_epoch for t_epoch, k_epoch, *_ in trainer.seen)
@@ -132,6 +139,13 @@ def test_yolo_trains_through_detaug_trainer(cfg, trainer_cls, extra, data_yaml, 
     replay = yaml.safe_load((trainer.save_dir / "detaug.yaml").read_text())
     assert replay["seed"] == 3 and replay["epochs"] == EPOCHS and replay["mixup"] == 1.0
     assert replay["mosaic9"] == extra.get("mosaic9", 0.0)
+    # ... and from the run's detaug.yaml and the data yaml alone (what tools/visualize.py --augment does).
+    cfg_again = AugmentConfig.from_yaml(trainer.save_dir / "detaug.yaml", strict=False)
+    again = MixDataset(YoloDataset(data_yaml, "train", img_size=cfg_again.img_size, progress=False), cfg_again,
+                       seed=replay["seed"])
+    for s in (by_epoch[1][2], by_epoch[EPOCHS - 1][0]):
+        image = again[(s[1], s[2])].image
+        assert hashlib.sha1(np.ascontiguousarray(image.transpose(2, 0, 1)).tobytes()).hexdigest() == s[5]
     if extra["plots"]:
         assert (trainer.save_dir / "labels.jpg").exists()  # plot_training_labels read dataset.labels
         assert unwrap_model(trainer.model).class_weights is not None  # cls_pw read dataset.labels
