@@ -11,8 +11,8 @@
 - the batches: every pass over the loader is the next epoch (keys from
   ``EpochSampler``), and :func:`~examples.train.mixed_batches` refuses a
   batch of another epoch;
-- end to end: a short training on the bundled shapes set (MixDataset, 2
-  DataLoader workers, MixUp and CutMix on the batch, the weighted loss) whose
+- end to end: a short training on the bundled shapes set (MixDataset in a
+  DataLoader worker, MixUp and CutMix on the batch, the weighted loss) whose
   loss must fall and whose model must prefer each image's own labels to
   another image's; the CLI writing its predictions PNG.
 """
@@ -41,10 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT / "datasets" / "shapes" / "shapes.yaml"
 
 
-@pytest.fixture
-def two_threads():
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Torch on one thread: the tensors here are small, and the training runs beside one DataLoader
+    worker, which keeps two cores busy and none oversubscribed (OpenMP threads that share a core
+    with busy processes spin, and a loaded machine then runs them many times slower). No result
+    depends on it."""
     old = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
 
@@ -272,11 +276,12 @@ def test_every_pass_is_the_next_epoch_and_a_stale_batch_is_refused():
         next(stale)
 
 
-def test_short_training_learns(two_threads):
-    # MixDataset (Mosaic every image), 2 persistent workers, MixUp and CutMix on the batch, the
+def test_short_training_learns():
+    # MixDataset (Mosaic every image) in a persistent worker, MixUp and CutMix on the batch, the
     # weighted loss: the loss must fall by 20 %, the box loss by 10 %.
-    steps, batch_size, img_size = 80, 8, 128
-    res = train(data=SHAPES, steps=steps, batch_size=batch_size, img_size=img_size, workers=2, mixup=0.3,
+    # Seed 0 lands at last / first ~0.69 against the 0.8 bar (seeds 1 and 2: ~0.76, ~0.77).
+    steps, batch_size, img_size = 60, 6, 96
+    res = train(data=SHAPES, steps=steps, batch_size=batch_size, img_size=img_size, workers=1, mixup=0.3,
                 cutmix=0.3, lr=3e-3, seed=0, device="cpu", width=16, progress=False)
     h = np.asarray(res.history)
     assert h.shape == (steps,) and np.isfinite(h).all()
@@ -303,7 +308,7 @@ def test_short_training_learns(two_threads):
     assert own.total < 0.8 * other.total, (float(own.total), float(other.total))
 
 
-def test_cli_writes_predictions_png(tmp_path, capsys, two_threads):
+def test_cli_writes_predictions_png(tmp_path, capsys):
     out = tmp_path / "sub" / "pred.png"
     rc = main(["--steps", "4", "--batch-size", "4", "--img-size", "64", "--workers", "0",
                "--num-images", "3", "--out", str(out), "--quiet", "--device", "cpu"])
