@@ -196,7 +196,7 @@ def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: fl
 
 
 def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: int,
-                 fill: tuple[int, int, int]) -> NDArray[np.uint8]:
+                 fill: tuple[int, int, int], within: tuple[int, int, int, int] | None = None) -> NDArray[np.uint8]:
     """Draw one canvas with OpenCV: (size, size, 3) uint8, a new array.
 
     Args:
@@ -204,6 +204,10 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         images: the source images the warps' ``source`` fields index; not modified.
         size: the canvas side.
         fill: (r, g, b) where nothing is drawn.
+        within: optional int (x0, y0, x1, y1): only these pixels are wanted
+            (a CutMix paste); tiles that cannot reach them are skipped, so
+            pixels outside it may differ from the full canvas. Pixels inside
+            are the same.
 
     A ``whole`` warp is one ``cv2.warpAffine``/``warpPerspective`` with the
     fill as border; tiles are drawn with :func:`detaug.geometry.warp_into`,
@@ -220,7 +224,8 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         out = filled_image(size, size, fill)
         for w in warps:
             x0, y0, x1, y1 = w.crop
-            geometry.warp_into(out, images[w.source][y0:y1, x0:x1], w.matrix @ geometry.translation(x0, y0))
+            geometry.warp_into(out, images[w.source][y0:y1, x0:x1], w.matrix @ geometry.translation(x0, y0),
+                               within=within)
     if canvas.frame is not None:
         clear_outside_frame(out, canvas.frame, canvas.frame_side, size, fill)
     return out

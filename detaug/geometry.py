@@ -231,8 +231,13 @@ def warp_into(
     src: NDArray[np.uint8],
     m: ArrayLike,
     interpolation: int = cv2.INTER_LINEAR,
+    within: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Warp ``src`` by ``m`` (continuous frame) *into* ``dst``, in place.
+
+    With ``within`` (x0, y0, x1, y1), nothing is drawn when the pixels the
+    warp can touch all lie outside that rectangle (only its pixels are wanted);
+    otherwise the warp is drawn exactly as without it.
 
     Only the destination pixels whose pre-image lies inside ``src`` are
     written (``BORDER_TRANSPARENT``), and OpenCV is run only over the
@@ -246,6 +251,8 @@ def warp_into(
     if bounds is None:
         return
     x0, y0, x1, y1 = bounds
+    if within is not None and (x1 <= within[0] or within[2] <= x0 or y1 <= within[1] or within[3] <= y0):
+        return
     roi = dst[y0:y1, x0:x1]
     mc = _to_pixel_centres(translation(-x0, -y0) @ np.asarray(m, dtype=np.float64))
     size = (x1 - x0, y1 - y0)

@@ -55,8 +55,8 @@ def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.u
     if plan.blend is not None:
         img = mixup_pixels(img, paint_canvas(plan.canvases[plan.blend.canvas], images, s, fill), plan.blend.lam)
     if plan.paste is not None:
-        partner = paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill)
         x1, y1, x2, y2 = plan.paste.rect
+        partner = paint_canvas(plan.canvases[plan.paste.canvas], images, s, fill, within=(x1, y1, x2, y2))
         if partner.shape == img.shape and img.flags.writeable:
             img[y1:y2, x1:x2] = partner[y1:y2, x1:x2]  # paste_pixels, in place (img is ours)
         else:
