@@ -76,6 +76,9 @@ class PlanBatch:
         warp_roi: (C, K, 4) int64 (x0, y0, x1, y1) canvas pixels it may write
             (the rectangle the OpenCV painter runs over; the whole canvas for
             ``whole`` warps).
+        warp_cv_inverse: (C, K, 2, 3) float64: the inverse affine map OpenCV's
+            warp call of this warp uses (destination pixel indices relative to
+            the ROI -> crop pixel indices), for OpenCV 4's fixed-point rules.
         warp_whole: (C, K) bool: the warp writes every pixel of its ROI, the fill
             where its pre-image leaves the crop (otherwise: OpenCV's
             ``BORDER_TRANSPARENT``, the canvas below shows through).
@@ -110,6 +113,7 @@ class PlanBatch:
     warp_inverse: torch.Tensor
     warp_crop: torch.Tensor
     warp_roi: torch.Tensor
+    warp_cv_inverse: torch.Tensor
     warp_whole: torch.Tensor
     frame_inverse: torch.Tensor
     frame_side: torch.Tensor
@@ -206,6 +210,19 @@ def _same_pixels(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _cv_inverse(m: NDArray[np.float64], roi: tuple[int, int, int, int]) -> NDArray[np.float64]:
+    """(2, 3): the inverse OpenCV's warpAffine takes of ``m`` (crop -> canvas, continuous) drawn over ``roi``.
+
+    The OpenCV painter's call maps crop pixel indices to ROI pixel indices
+    (pixel centres at integers); warpAffine inverts that in double, as here.
+    """
+    c = geometry.translation(-0.5 - roi[0], -0.5 - roi[1]) @ m @ geometry.translation(0.5, 0.5)
+    d = c[0, 0] * c[1, 1] - c[0, 1] * c[1, 0]
+    d = 1.0 / d if d != 0 else 0.0
+    a11, a22, a12, a21 = c[1, 1] * d, c[0, 0] * d, -c[0, 1] * d, -c[1, 0] * d
+    return np.array([[a11, a12, -a11 * c[0, 2] - a12 * c[1, 2]], [a21, a22, -a21 * c[0, 2] - a22 * c[1, 2]]])
+
+
 def _frame(canvas: Any) -> tuple[NDArray[np.float64], float]:
     """The canvas -> frame map and side, or (identity, 0) where the OpenCV painter does not clip.
 
@@ -273,7 +290,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
                                                  (size, size))
                 if roi is not None:
                     affine = geometry.is_affine(w.matrix)
-                    warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine))
+                    cv_inv = _cv_inverse(w.matrix @ geometry.translation(x0, y0), roi)
+                    warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine, cv_inv))
             canvases.append((b, warps, *_frame(cv)))
     order = sorted(range(len(canvases)), key=lambda c: -len(canvases[c][1]))  # stable: ties keep plan order
     row_of_canvas = np.empty(len(canvases), np.int64)
@@ -287,14 +305,16 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     w_crop = np.zeros((n_c, n_k, 4), np.int64)
     w_roi = np.zeros((n_c, n_k, 4), np.int64)
     w_whole = np.zeros((n_c, n_k), bool)
+    w_cv = np.zeros((n_c, n_k, 2, 3))
     f_inv = np.tile(np.eye(3), (n_c, 1, 1))
     f_side = np.zeros(n_c, np.float32)
     c_item = np.zeros(n_c, np.int64)
     for r, c in enumerate(order):
         b, warps, finv, side = canvases[c]
         c_item[r], f_inv[r], f_side[r] = b, finv, side
-        for k, (row, inv, crop, roi, whole, _) in enumerate(warps):
+        for k, (row, inv, crop, roi, whole, _, cv_inv) in enumerate(warps):
             w_src[r, k], w_inv[r, k], w_crop[r, k], w_roi[r, k], w_whole[r, k] = row, inv, crop, roi, whole
+            w_cv[r, k] = cv_inv
     # items: first canvas of each plan, then its partners in plan order
     first = np.cumsum([0] + [len(p.canvases) for p, _ in pairs])[:-1]
     plans = [p for p, _ in pairs]
@@ -326,7 +346,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         sources=pack,
         source_sizes=t(np.array([im.shape[:2] for im in unique]).reshape(-1, 2), torch.int64),
         warp_source=t(w_src, torch.int64), warp_inverse=t(w_inv, torch.float32), warp_crop=t(w_crop, torch.int64),
-        warp_roi=t(w_roi, torch.int64), warp_whole=t(w_whole, torch.bool),
+        warp_roi=t(w_roi, torch.int64), warp_cv_inverse=t(w_cv, torch.float64), warp_whole=t(w_whole, torch.bool),
         frame_inverse=t(f_inv, torch.float32), frame_side=t(f_side, torch.float32), canvas_item=t(c_item, torch.int64),
         main_canvas=t(row_of_canvas[first], torch.int64),
         blend_rows=col(blend, 0, torch.int64, (-1,)), blend_canvas=col(blend, 1, torch.int64, (-1,)),

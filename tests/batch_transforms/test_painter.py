@@ -218,6 +218,9 @@ def test_errors_name_the_argument():
         collate_plans([item, other])
     with pytest.raises(ValueError, match="output_dtype"):
         DevicePainter(torch.float32)
+    with pytest.raises(ValueError, match="opencv"):
+        DevicePainter(opencv=3)
+    assert DevicePainter().opencv == int(cv2.__version__.split(".")[0])
     with pytest.raises(ValueError, match="batch"):
         DevicePainter()(item)
 
