@@ -38,11 +38,12 @@ import torch
 
 from detaug.sample import Sample
 
-__all__ = ["Batch", "collate", "as_fill", "PAD_VALUE"]
+__all__ = ["Batch", "collate", "as_fill", "Fill", "PAD_VALUE"]
 
 #: The default ``fill``: grey 114, Ultralytics' letterbox colour (padding of collated images).
 PAD_VALUE = 114
 
+#: A fill value as Batch records it: (r, g, b) ints in 0..255.
 Fill = tuple[int, int, int]
 
 
