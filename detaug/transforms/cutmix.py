@@ -1,6 +1,6 @@
 """Detection CutMix: paste a rectangle of a partner image into the base image.
 
-The exact semantics (shared with the GPU :class:`detaug.mixer.BatchMixer`):
+The exact semantics (shared with the GPU :class:`detaug.batch_transforms.BatchMixer`):
 
 - ``lam ~ Beta(alpha, alpha)``; the rectangle covers a fraction ``1 - lam`` of
   the image: ``cut = sqrt(1 - lam)``, ``cut_w = W * cut``, ``cut_h = H * cut``,

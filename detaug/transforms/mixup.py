@@ -5,7 +5,7 @@ Neural Networks"): ``lam ~ Beta(alpha, beta)``, pixels ``lam * a + (1 - lam) * b
 the objects of both images are kept and each object's loss weight is scaled by
 the share of its image in the blend (``lam * w_a`` and ``(1 - lam) * w_b``).
 
-The exact arithmetic (shared with the GPU :class:`detaug.mixer.BatchMixer`):
+The exact arithmetic (shared with the GPU :class:`detaug.batch_transforms.BatchMixer`):
 
 - ``lam`` is clipped to ``[1e-3, 1 - 1e-3]`` so every weight stays in (0, 1];
 - pixels: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, with ``lam``
