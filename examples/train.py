@@ -1,6 +1,6 @@
 """Training the example detector on detaug batches: the data path, one step, the loop.
 
-Three layers, so that any producer of :class:`detaug.Batch` es can drive the
+Three layers, so that any producer of batches (:class:`detaug.Batch`) can drive the
 same step:
 
 1. the batches: :func:`build_dataset` (``YoloDataset`` in ``MixDataset``:
@@ -70,7 +70,7 @@ def build_dataset(data: str | Path, img_size: int, seed: int, mosaic: float = 1.
 
 def build_loader(ds: MixDataset, batch_size: int, workers: int, pin_memory: bool = False
                  ) -> torch.utils.data.DataLoader:
-    """A DataLoader of :class:`detaug.Batch` es over ``EpochSampler(ds)`` keys.
+    """A DataLoader of batches (:class:`detaug.Batch`) over ``EpochSampler(ds)`` keys.
 
     The sampler takes the dataset's seed (its order and the dataset's
     partner choice agree) and counts epochs itself: each ``iter()`` of the
@@ -178,7 +178,7 @@ class TrainResult:
 
 def fit(model: TinyDetector, batches: Iterable[Batch], steps: int, lr: float = 2e-3,
         progress: bool = False) -> TrainResult:
-    """Run ``steps`` :func:`train_step` s of ``model`` on the first ``steps`` items of ``batches``.
+    """Run :func:`train_step` ``steps`` times: ``model`` on the first ``steps`` items of ``batches``.
 
     AdamW (weight decay 5e-4 on weights, none on biases and norms, betas
     0.9 / 0.99), learning rate :func:`lr_at` with ``min(50, steps // 10)``
