@@ -176,3 +176,32 @@ def test_bad_detaug_option_raises_naming_it_before_anything_is_built(option, val
     with pytest.raises(ValueError, match=option):
         DetaugTrainer(overrides={"data": str(data_yaml), "model": "yolo11n.yaml", "project": str(tmp_path),
                                  option: value})
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def interrupt_after_first_epoch(trainer):
+    if trainer.epoch == 0:  # last.pt of epoch 0 is saved: a run to resume
+        raise Interrupted
+
+
+@pytest.mark.slow
+def test_resumed_yolo26_run_continues_its_epochs_and_loss_schedule(data_yaml, tmp_path):
+    model = YOLO("yolo26n.yaml")
+    model.add_callback("on_fit_epoch_end", interrupt_after_first_epoch)
+    with pytest.raises(Interrupted):
+        model.train(data=str(data_yaml), epochs=EPOCHS, imgsz=64, batch=8, device="cpu", seed=5, mixup=1.0,
+                    close_mosaic=1, val=False, plots=False, project=str(tmp_path), name="run", exist_ok=True,
+                    trainer=Recording)
+    last = tmp_path / "run" / "weights" / "last.pt"
+    assert {s[1] for s in model.trainer.seen} == {0}
+    resumed = YOLO(str(last))
+    resumed.train(resume=True, trainer=Recording)
+    trainer = resumed.trainer
+    assert trainer.start_epoch == 1
+    assert {s[1] for s in trainer.seen} == {1, 2} and all(s[0] == s[1] for s in trainer.seen)
+    assert all(len(s[3]) == 1 and s[4] == () for s in trainer.seen if s[1] == EPOCHS - 1)
+    crit = unwrap_model(trainer.model).criterion
+    assert isinstance(crit, WeightedE2ELoss) and crit.updates == EPOCHS  # the decay went on from epoch 1

@@ -5,8 +5,9 @@
 branches (one-to-many and one-to-one). :func:`weighted_criterion` picks the
 one matching a model, as ``DetectionModel.init_criterion`` does.
 :class:`~detaug.integrations.ultralytics.DetaugTrainer` installs it on the
-training model itself (``model.criterion``, no lambda, nothing pickled: the
-trainer strips the criterion from every checkpoint).
+training model itself (``model.criterion``, no lambda, never pickled:
+Ultralytics' checkpoints hold the EMA copy of the model, made before the
+criterion is set, with any criterion stripped).
 
 What a weight multiplies is the ``weighting`` (see :mod:`detaug.loss`):
 ``"loss"`` (default) multiplies each object's classification BCE and box
@@ -168,7 +169,4 @@ def weighted_criterion(model: Any, weighting: str = WEIGHTINGS[0]) -> Any:
         raise ValueError(
             f"model: detaug weights v8DetectionLoss and E2ELoss, this model builds {type(native).__name__}"
         )
-    for k in ("updates", "o2m", "o2o"):  # E2ELoss' schedule state, when resuming
-        if hasattr(native, k):
-            setattr(out, k, getattr(native, k))
     return out

@@ -229,7 +229,11 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
         super()._setup_train()
         self.train_loader.sampler.restart(self.start_epoch)  # a resumed run continues its epochs
         model = unwrap_model(self.model)
+        native = getattr(model, "criterion", None)  # set by Ultralytics when resuming a YOLO26 run
         model.criterion = weighted_criterion(model, self.object_weighting)
+        for k in ("updates", "o2m", "o2o"):  # E2ELoss' one-to-many decay, carried over
+            if hasattr(native, k):
+                setattr(model.criterion, k, getattr(native, k))
         if RANK in {-1, 0}:
             c = self.augment
             LOGGER.info(
