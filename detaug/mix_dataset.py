@@ -76,7 +76,8 @@ class MixDataset(torch.utils.data.Dataset):
             not with ``extra``).
         partners: ``"uniform"`` or ``"block"`` (see above).
         block: block size for ``partners="block"`` (a divisor of the batch size).
-        buffer: how many decoded source Samples each process keeps (0: none).
+        buffer: how many decoded source Samples each process keeps (0: none;
+            the default, 128, is Ultralytics' buffer for a batch of 16).
         buffer_bytes: bound on the images' bytes in that buffer.
 
     >>> import numpy as np
@@ -97,7 +98,7 @@ class MixDataset(torch.utils.data.Dataset):
         output: str = "sample",
         partners: str = "uniform",
         block: int = 16,
-        buffer: int = 64,
+        buffer: int = 128,
         buffer_bytes: int = 256 << 20,
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
