@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 from numpy.typing import NDArray
 
 from detaug import geometry
@@ -327,7 +328,13 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     hmax = max(im.shape[0] for im in unique)
     wmax = max(im.shape[1] for im in unique)
     pin = bool(pin_memory) and torch.cuda.is_available()
-    pack = torch.empty((len(unique), hmax, wmax, 3), dtype=torch.uint8, pin_memory=pin)
+    shape = (len(unique), hmax, wmax, 3)
+    if not pin and torch.utils.data.get_worker_info() is not None:
+        # in a DataLoader worker, write the pack straight into shared memory (as default_collate
+        # does), so sending the batch to the main process copies no pixel again
+        pack = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(int(np.prod(shape))), 0, shape)
+    else:
+        pack = torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
     pk = pack.numpy()
     for u, im in enumerate(unique):
         h, w = im.shape[:2]
