@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         data_ds = MixDataset(data, cfg, seed=0, output=output)
         loader = DataLoader(data_ds, batch_size=b, sampler=EpochSampler(data_ds), num_workers=args.workers,
                             collate_fn=collate_plans if output == "plan" else collate,
-                            pin_memory=dev.type == "cuda", prefetch_factor=4 if args.workers else None,
+                            pin_memory=dev.type == "cuda", prefetch_factor=2 if args.workers else None,
                             persistent_workers=False)
         n, t0, warm = 0, 0.0, 2
         it = iter(loader)

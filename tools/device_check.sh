@@ -92,7 +92,8 @@ VERSIONS=$("$RUN" -c "import numpy, cv2, torch; print(f'numpy {numpy.__version__
 if [ -n "$MISSING" ]; then
     row packages FAILED "missing: $MISSING (no index here: carry wheels and pip install --no-index them first)"
 elif "$RUN" -c "import detaug, detaug.batch_transforms.painter" >>"$LOG" 2>&1; then
-    row packages ok "detaug via $HOW; $VERSIONS${STUB:+; pycocotools stubbed (missing)}"
+    SHM=$(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
+    row packages ok "detaug via $HOW; $VERSIONS${STUB:+; pycocotools stubbed (missing)}; /dev/shm free: ${SHM:-?}"
 else
     row packages FAILED "import detaug failed (see $LOG)"
 fi
