@@ -36,8 +36,8 @@ def _violations(path: Path) -> list[str]:
     return found
 
 
-def test_no_global_rng_in_library_and_tools():
-    files = [p for d in ("detaug", "tools") for p in (ROOT / d).rglob("*.py")]
+def test_no_global_rng_in_library_tools_and_examples():
+    files = [p for d in ("detaug", "tools", "examples") for p in (ROOT / d).rglob("*.py")]
     assert files
     bad = [v for p in files for v in _violations(p)]
     assert not bad, "\n".join(bad)
