@@ -205,3 +205,41 @@ def test_resumed_yolo26_run_continues_its_epochs_and_loss_schedule(data_yaml, tm
     assert all(len(s[3]) == 1 and s[4] == () for s in trainer.seen if s[1] == EPOCHS - 1)
     crit = unwrap_model(trainer.model).criterion
     assert isinstance(crit, WeightedE2ELoss) and crit.updates == EPOCHS  # the decay went on from epoch 1
+
+
+class RecordingPainted(DetaugTrainer):
+    """DetaugTrainer (paint='device') that keeps each painted batch as Ultralytics' dict."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.painted = []
+
+    def preprocess_batch(self, batch):
+        out = super().preprocess_batch(batch)
+        self.painted.append({k: (v.detach().clone() if hasattr(v, "detach") else v) for k, v in out.items()})
+        return out
+
+
+@pytest.mark.slow
+def test_device_paint_trains_on_the_plans_pixels_and_labels(data_yaml, tmp_path):
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(data_yaml), epochs=1, imgsz=64, device="cpu", seed=5, mixup=0.5, batch=8, val=False,
+                plots=False, close_mosaic=0, project=str(tmp_path), name="run", exist_ok=True,
+                trainer=RecordingPainted, paint="device")
+    trainer = model.trainer
+    assert trainer.painted and trainer.paint == "device"
+    # The same item painted by OpenCV per sample (what paint='opencv' serves): labels equal, pixels close.
+    mix = trainer.train_loader.dataset.mix
+    sample_path = MixDataset(mix.dataset, mix.config, seed=mix.seed)
+    for batch in trainer.painted[:2]:
+        imgs = batch["img"]
+        assert imgs.dtype.is_floating_point and float(imgs.max()) <= 1.0
+        for i, meta in enumerate(batch["detaug"]):
+            want = sample_path[(meta["epoch"], meta["index"])]
+            got = (imgs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)
+            diff = np.abs(got - want.image.astype(np.int16))
+            assert (diff <= 2).mean() >= 0.999 and diff.mean() < 0.5
+            rows = batch["batch_idx"] == i
+            assert int(rows.sum()) == want.num_objects
+            assert np.allclose(batch["weights"][rows].numpy(), want.weights)
+            assert np.array_equal(batch["cls"][rows, 0].numpy(), want.classes.astype(np.float32))

@@ -50,8 +50,9 @@ import numpy as np
 import torch
 
 from detaug.batch import PAD_VALUE
+from detaug.batch_transforms.plan_batch import PlanBatch, collate_plans
 from detaug.boxes import xyxy_to_yolo
-from detaug.mix_dataset import MixDataset
+from detaug.mix_dataset import MixDataset, PlannedItem
 from detaug.sample import Sample
 
 __all__ = ["UltralyticsDataset", "FirstItems", "sample_to_ultralytics", "yolo_labels"]
@@ -59,7 +60,7 @@ __all__ = ["UltralyticsDataset", "FirstItems", "sample_to_ultralytics", "yolo_la
 # Keys concatenated over objects by the collate function (as Ultralytics does).
 _CAT_KEYS = ("cls", "bboxes", "weights")
 # Sample meta copied into the per-sample "detaug" dict (what replays the sample).
-_REPLAY_META = ("epoch", "index", "seed", "tiles", "mixed_with")
+REPLAY_META = ("epoch", "index", "seed", "tiles", "mixed_with")
 
 
 class _SampleSource(Protocol):
@@ -92,7 +93,7 @@ def sample_to_ultralytics(sample: Sample, single_cls: bool = False) -> dict[str,
         "ori_shape": ori,
         "resized_shape": (h, w),
         "ratio_pad": ratio_pad,
-        "detaug": {k: meta[k] for k in _REPLAY_META if k in meta},
+        "detaug": {k: meta[k] for k in REPLAY_META if k in meta},
     }
 
 
@@ -195,8 +196,11 @@ class UltralyticsDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: Any) -> dict[str, Any]:
+    def __getitem__(self, key: Any) -> dict[str, Any] | PlannedItem:
+        """The Ultralytics dict of item ``key``; a ``MixDataset(output="plan")`` item is passed on unpainted."""
         sample = self.dataset[key]
+        if isinstance(sample, PlannedItem):
+            return sample
         if not isinstance(sample, Sample):
             raise ValueError(f"dataset[{key}]: expected a Sample, got {type(sample).__name__}")
         return sample_to_ultralytics(sample, self.single_cls)
@@ -238,8 +242,13 @@ class UltralyticsDataset(torch.utils.data.Dataset):
             self.dataset.set_epoch(epoch)
 
     @staticmethod
-    def collate_fn(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate_fn(batch: Sequence[dict[str, Any]] | Sequence[PlannedItem]) -> dict[str, Any] | PlanBatch:
         """Batch per-sample dicts like Ultralytics' ``YOLODataset.collate_fn``.
+
+        Planned items (``MixDataset(output="plan")``) become one
+        :class:`~detaug.batch_transforms.PlanBatch` instead, which
+        ``DetaugTrainer.preprocess_batch`` paints on the trainer's device.
+
         ``img`` is stacked to (B, 3, H, W); ``cls``, ``bboxes``, ``weights`` and
         ``batch_idx`` are concatenated, ``batch_idx`` offset by the image's
         position; other keys become tuples. Images of different sizes (which
@@ -249,6 +258,8 @@ class UltralyticsDataset(torch.utils.data.Dataset):
         items = list(batch)
         if not items:
             raise ValueError("batch: cannot collate an empty list")
+        if isinstance(items[0], PlannedItem):
+            return collate_plans(items)
         keys = sorted(items[0])
         for i, d in enumerate(items):
             if sorted(d) != keys:

@@ -19,6 +19,9 @@ included, is Ultralytics' own code):
 - ``close_mosaic``: from epoch ``epochs - close_mosaic`` on, Mosaic, MixUp and
   CutMix are off (the keys say which epoch; the trainer's own
   ``_close_dataloader_mosaic`` call logs it and restarts the loader on it);
+- ``paint="device"`` (a detaug option): the workers only plan and fetch, and
+  ``preprocess_batch`` paints each batch on the trainer's device with
+  :class:`~detaug.batch_transforms.DevicePainter` (same plans, same labels);
 - the loss is :func:`~detaug.integrations.ultralytics.losses.weighted_criterion`
   of the model (``v8DetectionLoss`` or ``E2ELoss``, weighted by
   ``batch["weights"]``), set as the training model's ``criterion``; no
@@ -42,11 +45,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from detaug.batch_transforms.painter import DevicePainter
+from detaug.batch_transforms.plan_batch import PlanBatch
 from detaug.config import AugmentConfig
 from detaug.data import YoloDataset
-from detaug.integrations.ultralytics.dataset import FirstItems, UltralyticsDataset
+from detaug.integrations.ultralytics.dataset import REPLAY_META, FirstItems, UltralyticsDataset
 from detaug.integrations.ultralytics.losses import require_ultralytics, weighted_criterion
 from detaug.loss import WEIGHTINGS, check_weighting
 from detaug.mix_dataset import MixDataset
@@ -71,7 +77,13 @@ MAPPED_ARGS = ("imgsz", "mosaic", "mixup", "cutmix", "degrees", "translate", "sc
 #: ``object_weighting`` (``"loss"``, the default, or ``"targets"``; see :mod:`detaug.loss`).
 DETAUG_OPTIONS = ("mosaic9", "mosaic_center", "border_value", "mixup_alpha", "mixup_beta", "cutmix_alpha",
                   "min_size", "min_area_ratio", "max_aspect_ratio", "min_visible", "weight_by_visibility",
-                  "cutmix_on_background", "object_weighting")
+                  "cutmix_on_background", "object_weighting", "paint")
+#: ``paint``: who paints the training images. ``"opencv"`` (default): the DataLoader
+#: workers, per sample. ``"device"``: the workers only plan and fetch sources
+#: (``MixDataset(output="plan")``, :func:`~detaug.batch_transforms.collate_plans`);
+#: ``preprocess_batch`` paints the batch with :class:`~detaug.batch_transforms.DevicePainter`
+#: on the trainer's device.
+PAINTERS = ("opencv", "device")
 # Ultralytics augmentations detaug does not do: a non-default value is reported, not silently dropped.
 _NOT_DONE = {"copy_paste": 0.0, "bgr": 0.0}
 
@@ -155,6 +167,10 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
         options = {k: overrides.pop(k) for k in DETAUG_OPTIONS if k in overrides}
         self.object_weighting = check_weighting(options.pop("object_weighting", WEIGHTINGS[0]),
                                                 name="object_weighting")
+        self.paint = options.pop("paint", PAINTERS[0])
+        if self.paint not in PAINTERS:
+            raise ValueError(f"paint: expected one of {PAINTERS}, got {self.paint!r}")
+        self.painter = DevicePainter() if self.paint == "device" else None
         AugmentConfig(**options)  # ValueError naming a bad option now, not after the model is built
         self.detaug_options = options
         self.augment: AugmentConfig | None = None
@@ -185,7 +201,7 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
         fraction = float(self.args.fraction)
         if fraction < 1.0:
             base = FirstItems(base, max(1, round(len(base) * fraction)))
-        mix = MixDataset(base, cfg, seed=int(self.args.seed))
+        mix = MixDataset(base, cfg, seed=int(self.args.seed), output="plan" if self.paint == "device" else "sample")
         if RANK in {-1, 0}:
             self._write_replay_file(cfg, img_path, fraction)
         return UltralyticsDataset(mix, single_cls=bool(self.args.single_cls))
@@ -222,6 +238,25 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
             collate_fn=UltralyticsDataset.collate_fn, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if workers > 0 else None, drop_last=drop_last,
         )
+
+    def preprocess_batch(self, batch: Any) -> dict[str, Any]:
+        """Ultralytics' preprocessing; a :class:`PlanBatch` (``paint="device"``) is painted on the device first.
+
+        Painting runs outside autocast (it is pixel arithmetic, not the model),
+        then the Batch becomes Ultralytics' dict (:meth:`Batch.to_yolo`, with
+        each sample's replay info under ``"detaug"``) and goes through the
+        usual move, ``/ 255`` and multi-scale.
+        """
+        if isinstance(batch, PlanBatch):
+            with torch.autocast(self.device.type, enabled=False):
+                painted = self.painter(batch.to(self.device))
+            metas = painted.metas or ()
+            yolo = painted.to_yolo()
+            if self.args.single_cls:
+                yolo["cls"] = torch.zeros_like(yolo["cls"])
+            yolo["detaug"] = tuple({k: m[k] for k in REPLAY_META if k in m} for m in metas)
+            batch = yolo
+        return super().preprocess_batch(batch)
 
     # ------------------------------------------------------------------ schedule
 
