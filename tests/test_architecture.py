@@ -49,15 +49,21 @@ def layer_of(name: str) -> int:
 
 
 def imports(path: Path, known: set[str]) -> set[str]:
-    """detaug modules imported by ``path`` (``from detaug import geometry`` counts as detaug.geometry)."""
+    """detaug modules imported by ``path`` (``from detaug import geometry`` counts as detaug.geometry,
+    ``from detaug.pkg import sub`` as detaug.pkg.sub when that is a module)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             mod = node.module
-            if mod == "detaug":
-                out |= {a.name for a in node.names if a.name in known}
-            elif mod.startswith("detaug."):
-                out.add(mod[len("detaug."):])
+            if mod != "detaug" and not mod.startswith("detaug."):
+                continue
+            pkg = mod[len("detaug."):] if mod != "detaug" else ""
+            for a in node.names:  # `from detaug.pkg import sub` imports the submodule pkg.sub
+                sub = f"{pkg}.{a.name}" if pkg else a.name
+                if sub in known:
+                    out.add(sub)
+                elif pkg:
+                    out.add(pkg)
         elif isinstance(node, ast.Import):
             out |= {a.name[len("detaug."):] for a in node.names if a.name.startswith("detaug.")}
     return out
