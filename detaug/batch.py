@@ -36,34 +36,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from detaug.canvas import DEFAULT_FILL, Fill, as_fill
 from detaug.sample import Sample
 
-__all__ = ["Batch", "collate", "as_fill", "Fill", "PAD_VALUE"]
+__all__ = ["Batch", "collate"]
 
 #: The default ``fill``: grey 114, Ultralytics' letterbox colour (padding of collated images).
-PAD_VALUE = 114
 
 #: A fill value as Batch records it: (r, g, b) ints in 0..255.
-Fill = tuple[int, int, int]
-
-
-def as_fill(value: int | Sequence[int], name: str = "fill") -> Fill:
-    """A fill value as an (r, g, b) tuple of ints in 0..255 (an int is a grey level).
-
-    >>> as_fill(114), as_fill((0, 128, 255))
-    ((114, 114, 114), (0, 128, 255))
-    """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        rgb = (int(value),) * 3
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
-    ):
-        rgb = tuple(int(v) for v in value)
-    else:
-        raise ValueError(f"{name}: expected an int or an (r, g, b) triple of ints in 0..255, got {value!r}")
-    if not all(0 <= v <= 255 for v in rgb):
-        raise ValueError(f"{name}: levels must be in 0..255, got {value!r}")
-    return rgb[0], rgb[1], rgb[2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,7 +81,7 @@ class Batch:
     weights: torch.Tensor
     sizes: torch.Tensor
     metas: tuple[Mapping[str, Any], ...] = ()
-    fill: Fill = (PAD_VALUE, PAD_VALUE, PAD_VALUE)
+    fill: Fill = (DEFAULT_FILL, DEFAULT_FILL, DEFAULT_FILL)
 
     def __post_init__(self) -> None:
         im = self.images
@@ -243,7 +223,7 @@ class Batch:
         }
 
 
-def collate(samples: Sequence[Sample], fill: int | Sequence[int] = PAD_VALUE) -> Batch:
+def collate(samples: Sequence[Sample], fill: int | Sequence[int] = DEFAULT_FILL) -> Batch:
     """Collate Samples into a :class:`Batch` (usable as a DataLoader ``collate_fn``).
 
     Images are copied into one (B, 3, H, W) uint8 tensor of the largest height

@@ -27,7 +27,34 @@ from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
 
-__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "clear_outside_frame", "filled_image"]
+__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "clear_outside_frame", "filled_image", "Fill", "FillLike",
+           "DEFAULT_FILL", "as_fill"]
+
+#: (r, g, b) uint8 levels of the pixels no source reaches: one fill for every op and collate.
+Fill = tuple[int, int, int]
+#: What users may pass as a fill: a grey level or an (r, g, b) triple.
+FillLike = int | tuple[int, int, int]
+#: The grey of Ultralytics and detaug.
+DEFAULT_FILL = 114
+
+
+def as_fill(value: int | Sequence[int], name: str = "fill") -> Fill:
+    """A fill value as an (r, g, b) tuple of ints in 0..255 (an int is a grey level).
+
+    >>> as_fill(114), as_fill((0, 128, 255))
+    ((114, 114, 114), (0, 128, 255))
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        rgb = (int(value),) * 3
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        rgb = tuple(int(v) for v in value)
+    else:
+        raise ValueError(f"{name}: expected an int or an (r, g, b) triple of ints in 0..255, got {value!r}")
+    if not all(0 <= v <= 255 for v in rgb):
+        raise ValueError(f"{name}: levels must be in 0..255, got {value!r}")
+    return rgb[0], rgb[1], rgb[2]
 
 
 def filled_image(h: int, w: int, color: tuple[int, int, int]) -> NDArray[np.uint8]:
@@ -219,7 +246,7 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         w = warps[0]
         x0, y0, x1, y1 = w.crop
         src = images[w.source][y0:y1, x0:x1]
-        out = geometry.warp_image(src, w.matrix @ geometry.translation(x0, y0), (size, size), border_value=fill)
+        out = geometry.warp_image(src, w.matrix @ geometry.translation(x0, y0), (size, size), fill=fill)
     else:
         out = filled_image(size, size, fill)
         for w in warps:

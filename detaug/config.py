@@ -3,7 +3,13 @@
 Field names follow Ultralytics' hyperparameter keys where one exists
 (``mosaic, mixup, cutmix, degrees, translate, scale, shear, perspective,
 flipud, fliplr, hsv_h, hsv_s, hsv_v, close_mosaic``), so an Ultralytics
-``hyp.yaml`` means the same thing here; the rest are detaug's own.
+``hyp.yaml`` means the same thing here; the rest are detaug's own, named
+``<op>_<argument>`` after the transform argument they set (``mixup_alpha`` is
+``MixUp(alpha)``, ``mosaic_center`` is ``Mosaic(center)``,
+``cutmix_on_background`` is ``CutMix(on_background)``). ``img_size`` and
+``fill`` are the same names in every op, ``collate`` and ``BatchMixer``.
+Valid ranges are :data:`detaug.transforms.limits.LIMITS`, the table the
+transforms check too.
 
 >>> cfg = AugmentConfig(mixup=0.2, degrees=5)
 >>> cfg.mosaic, cfg.mixup, cfg.mixup_alpha
@@ -51,7 +57,7 @@ class AugmentConfig:
         shear: shear angle drawn in (-shear, shear) degrees per axis.
         perspective: projective terms drawn in (-perspective, perspective).
         mosaic_center: range of the Mosaic centre as a fraction of img_size.
-        border_value: grey level of pixels no source reaches.
+        fill: grey level of pixels no source reaches.
 
     Box filter after every geometric step:
         min_size: minimum box width and height in pixels.
@@ -94,7 +100,7 @@ class AugmentConfig:
     epochs: int | None = None
     img_size: int = 640
     mosaic_center: tuple[float, float] = (0.5, 1.5)
-    border_value: int = 114
+    fill: int = 114
     mixup_alpha: float = 1.5
     mixup_beta: float = 1.5
     cutmix_alpha: float = 1.0
@@ -113,7 +119,7 @@ class AugmentConfig:
             v = getattr(self, name)
             if not _is_number(v) or not v > 0 or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        _check("border_value", self.border_value, 0, 255, "in [0, 255]")
+        _check("fill", self.fill, 0, 255, "in [0, 255]")
         check_img_size(self.img_size)
         if not isinstance(self.close_mosaic, int) or self.close_mosaic < 0:
             raise ValueError(f"close_mosaic must be an int >= 0, got {self.close_mosaic!r}")

@@ -177,16 +177,16 @@ def warp_image(
     image: NDArray[np.uint8],
     m: ArrayLike,
     out_size: tuple[int, int],
-    border_value: int | tuple[int, int, int] = 114,
+    fill: int | tuple[int, int, int] = 114,
     interpolation: int = cv2.INTER_LINEAR,
 ) -> NDArray[np.uint8]:
     """Warp an (H, W, C) image by ``m`` (continuous frame) into an (out_h, out_w, C) image.
 
     Uses ``cv2.warpAffine`` when ``m`` is affine, ``cv2.warpPerspective``
-    otherwise; pixels that map outside the source get ``border_value``.
+    otherwise; pixels that map outside the source get ``fill``.
     """
     out_h, out_w = out_size
-    bv = (border_value,) * 3 if isinstance(border_value, int) else tuple(border_value)
+    bv = (fill,) * 3 if isinstance(fill, int) else tuple(fill)
     mc = _to_pixel_centres(m)
     if is_affine(mc):
         out = cv2.warpAffine(image, mc[:2], (out_w, out_h), flags=interpolation, borderValue=bv)

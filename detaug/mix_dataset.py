@@ -11,14 +11,14 @@ import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
 
-from detaug.canvas import CanvasPlan, TileWarp
+from detaug.canvas import CanvasPlan, TileWarp, as_fill
 from detaug.config import AugmentConfig
 from detaug.geometry import scaling
 from detaug.paint import paint
 from detaug.plan import Blend, Paste, SamplePlan
 from detaug.sample import Labels, Sample
 from detaug.sampler import EpochBlocks, as_key
-from detaug.transforms.affine import RandomAffine, as_border_value, warp_labels
+from detaug.transforms.affine import RandomAffine, warp_labels
 from detaug.transforms.base import BoxFilter, Transform
 from detaug.transforms.cutmix import CutMix, cutmix_labels
 from detaug.transforms.mixup import MixUp, mixup_labels
@@ -140,13 +140,13 @@ class MixDataset(torch.utils.data.Dataset):
         self.box_filter = BoxFilter(c.min_size, c.min_area_ratio, c.max_aspect_ratio)
         self.affine = RandomAffine(
             degrees=c.degrees, translate=c.translate, scale=c.scale, shear=c.shear,
-            perspective=c.perspective, out_size=s, border_value=c.border_value, box_filter=self.box_filter,
+            perspective=c.perspective, img_size=s, fill=c.fill, box_filter=self.box_filter,
         )
-        self.mosaic4 = Mosaic(4, s, c.mosaic_center, self.affine, c.border_value, self.box_filter)
-        self.mosaic9 = Mosaic(9, s, c.mosaic_center, self.affine, c.border_value, self.box_filter)
+        self.mosaic4 = Mosaic(4, s, c.mosaic_center, self.affine, c.fill, self.box_filter)
+        self.mosaic9 = Mosaic(9, s, c.mosaic_center, self.affine, c.fill, self.box_filter)
         self.mixup = MixUp(c.mixup_alpha, c.mixup_beta)
         self.cutmix = CutMix(c.cutmix_alpha, c.min_visible, c.weight_by_visibility, c.cutmix_on_background)
-        self.fill = as_border_value(c.border_value)
+        self.fill = as_fill(c.fill)
         self.hsv = RandomHSV(c.hsv_h, c.hsv_s, c.hsv_v)
         self.fliplr = RandomFlip("horizontal", c.fliplr)
         self.flipud = RandomFlip("vertical", c.flipud)

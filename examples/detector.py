@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detaug.batch import PAD_VALUE
+from detaug.batch import DEFAULT_FILL
 
 __all__ = ["STRIDES", "ConvBNAct", "Residual", "TinyDetector", "init_weights", "pad_to_stride", "make_anchors",
            "decode"]
@@ -129,7 +129,7 @@ def init_weights(model: nn.Module, generator: torch.Generator, prior: float = 0.
 
 
 def pad_to_stride(images: torch.Tensor, stride: int = STRIDES[-1],
-                  fill: float | Sequence[float] = PAD_VALUE / 255.0) -> torch.Tensor:
+                  fill: float | Sequence[float] = DEFAULT_FILL / 255.0) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H', W') of the same dtype, H' and W' the next multiples of ``stride``.
 
     The padding goes bottom-right, like :func:`detaug.collate`'s, so box

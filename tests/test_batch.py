@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detaug.batch import PAD_VALUE, Batch, collate
+from detaug.batch import DEFAULT_FILL, Batch, collate
 from detaug.sample import Sample
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -45,7 +45,7 @@ def test_collate_layout_padding_and_order():
         np.testing.assert_array_equal(img[: s.height, : s.width], s.image)
         pad = np.ones(img.shape[:2], bool)
         pad[: s.height, : s.width] = False
-        assert (img[pad] == PAD_VALUE).all()
+        assert (img[pad] == DEFAULT_FILL).all()
         sel = (b.batch_idx == i).numpy()
         np.testing.assert_array_equal(b.boxes.numpy()[sel], s.boxes)
         np.testing.assert_array_equal(b.classes.numpy()[sel], s.classes)
@@ -167,7 +167,7 @@ def test_collate_fill_pads_and_is_recorded(fill, rgb):
     assert (img[4:] == rgb).all() and (img[:, 3:] == rgb).all()
     assert b.to("cpu").fill == rgb and b.pin_memory().fill == rgb and b.replace().fill == rgb
     assert pickle.loads(pickle.dumps(b)).fill == rgb
-    assert collate(samples).fill == (PAD_VALUE,) * 3
+    assert collate(samples).fill == (DEFAULT_FILL,) * 3
 
 
 @pytest.mark.parametrize("fill", [256, -1, (1, 2), (1, 2, 300), "grey", 1.5, True])

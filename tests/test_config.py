@@ -14,7 +14,7 @@ from detaug.config import AugmentConfig
         ("translate", 1.5), ("scale", 1.0), ("shear", 90), ("perspective", 0.5), ("hsv_s", 1.5),
         ("mixup_alpha", 0), ("cutmix_alpha", float("inf")), ("min_area_ratio", 2), ("max_aspect_ratio", 0.5),
         ("min_visible", -0.1), ("img_size", 1), ("close_mosaic", -1), ("epochs", 0),
-        ("mosaic_center", (1.5, 0.5)), ("weight_by_visibility", 1), ("border_value", 300),
+        ("mosaic_center", (1.5, 0.5)), ("weight_by_visibility", 1), ("fill", 300),
     ],
 )
 def test_invalid_value_names_the_field(field, value):

@@ -25,7 +25,7 @@ def test_image_and_box_move_together_under_scale_and_translation(scale, tx, ty):
     box = np.array([[10, 8, 30, 24]], np.float32)
     img[8:24, 10:30] = 255
     m = G.translation(tx, ty) @ G.scaling(scale)
-    out = G.warp_image(img, m, (120, 160), border_value=0)
+    out = G.warp_image(img, m, (120, 160), fill=0)
     wb = G.warp_boxes(box, m)[0]
     np.testing.assert_allclose(wb, [10 * scale + tx, 8 * scale + ty, 30 * scale + tx, 24 * scale + ty], atol=1e-4)
     # The half-intensity contour of the painted block sits on the warped box edges (within half a pixel).
@@ -37,7 +37,7 @@ def test_rotation_by_90_degrees_is_exact():
     img = np.zeros((20, 30, 3), np.uint8)
     img[2:6, 3:10] = 255
     m = G.ultralytics_matrix((20, 30), (30, 20), degrees=90)
-    out = G.warp_image(img, m, (30, 20), border_value=0, interpolation=0)
+    out = G.warp_image(img, m, (30, 20), fill=0, interpolation=0)
     wb = G.warp_boxes(np.array([[3, 2, 10, 6]], np.float32), m)[0]
     np.testing.assert_allclose(_painted_extent(out), wb, atol=1e-4)
 
@@ -88,7 +88,7 @@ def test_warp_into_writes_only_where_the_tile_lands_and_equals_a_full_warp():
               G.translation(50, 40) @ G.perspective(1e-3, -5e-4) @ G.translation(-20, -15)):
         dst = np.full((100, 120, 3), 7, np.uint8)
         G.warp_into(dst, src, m)
-        full = G.warp_image(src, m, (100, 120), border_value=7)
+        full = G.warp_image(src, m, (100, 120), fill=7)
         inside = np.zeros((100, 120), bool)
         yy, xx = np.mgrid[0:100, 0:120] + 0.5
         inv = np.linalg.inv(m)

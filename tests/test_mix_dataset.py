@@ -192,7 +192,7 @@ def test_no_mosaic_letterboxes_to_img_size_with_boxes_on_objects():
     img[10:30, 20:60] = 255
     data = [Sample.create(img, [[20, 10, 60, 30]], [0])]
     cfg = AugmentConfig(img_size=64, mosaic=0, translate=0, scale=0, fliplr=0, hsv_h=0, hsv_s=0, hsv_v=0,
-                        border_value=0)
+                        fill=0)
     s = MixDataset(data, cfg)[0]
     # scale 64/80 = 0.8; the 80x40 image becomes 64x32, centred vertically (offset 16).
     np.testing.assert_allclose(s.boxes[0], [16, 24, 48, 40], atol=1e-4)

@@ -38,7 +38,7 @@ def same_labels(a: Labels | Sample, b: Labels | Sample) -> None:
 def test_item_is_its_plan_painted(mosaic, mosaic9, mixup, cutmix, degrees, shear, perspective, flipud, hsv, fill,
                                   on_bg, polygons, seed, epoch, index):
     cfg = AugmentConfig(img_size=64, mosaic=mosaic, mosaic9=mosaic9, mixup=mixup, cutmix=cutmix, degrees=degrees,
-                        shear=shear, perspective=perspective, flipud=flipud, border_value=fill,
+                        shear=shear, perspective=perspective, flipud=flipud, fill=fill,
                         cutmix_on_background=on_bg, hsv_h=0.015 * hsv, hsv_s=0.7 * hsv, hsv_v=0.4 * hsv)
     data = make_data(polygons=polygons)
     ds = MixDataset(data, cfg, seed=seed)

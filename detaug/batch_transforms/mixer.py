@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from detaug.batch import PAD_VALUE, Batch, as_fill
+from detaug.batch import DEFAULT_FILL, Batch, as_fill
 from detaug.batch_transforms.base import DEFAULT_SEED, BatchTransform
 from detaug.batch_transforms.kernels import mix_images
 from detaug.batch_transforms.sampling import random_cycle, sample_beta
@@ -185,7 +185,7 @@ class BatchMixer(BatchTransform[BatchMixParams]):
         generator: torch.Generator | None = None,
         output_dtype: torch.dtype | None = None,
         seed: int = DEFAULT_SEED,
-        fill: int | Sequence[int] = PAD_VALUE,
+        fill: int | Sequence[int] = DEFAULT_FILL,
     ) -> None:
         super().__init__(generator, seed)
         for name, p in (("mixup", mixup), ("cutmix", cutmix)):

@@ -68,6 +68,9 @@ __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
 #: (tests shrink it).
 CPU_STEP_PIXELS = 262144
 
+#: A normalised grid_sample coordinate far outside every source (every tap out: zero colour, zero coverage).
+_FAR = -1.0e4
+
 
 def _centres(size: int, flip: torch.Tensor) -> torch.Tensor:
     """(n, size) float32 pixel-centre coordinates ``j + 0.5``, reversed (``size - j - 0.5``) where ``flip``."""
@@ -161,7 +164,7 @@ class DevicePainter:
 
     # ------------------------------------------------------------------ canvases
     def paint_canvases(self, batch: PlanBatch) -> torch.Tensor:
-        """Every canvas of the batch: (C, 3, S, S) float32 integer levels, rows as in ``batch``.
+        """Every canvas of the batch: (C, 3, S, S) uint8 on ``batch.device``, rows as in ``batch``.
 
         Step 1 of the painting program (warps, then the Mosaic frame clip),
         each canvas in its plan's flipped pixel order.
@@ -170,84 +173,144 @@ class DevicePainter:
             raise ValueError(f"batch: expected a PlanBatch, got {type(batch).__name__}")
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
-        fill = torch.tensor(batch.fill, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
-        canvas = fill.expand(n_c, 3, s, s).contiguous()
+        fill8 = torch.tensor(batch.fill, dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
+        fill = fill8.to(torch.float32)
+        canvas = fill8.expand(n_c, 3, s, s).contiguous()  # uint8: every canvas value is an integer level
         flip_lr = batch.flip_lr[batch.canvas_item]
         flip_ud = batch.flip_ud[batch.canvas_item]
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
-        hmax, wmax = int(batch.sources.shape[1]), int(batch.sources.shape[2])
-        scale = torch.tensor([2.0 / wmax, 2.0 / hmax], device=dev)
         v4 = self.opencv < 5
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
             src = self._read(batch, k, n)  # (n, 4, Hmax, Wmax) float32
-            inv = batch.warp_inverse[:n, k]
             roi = batch.warp_roi[:n, k]
             whole = batch.warp_whole[:n, k, None, None]
-            crop = batch.warp_crop[:n, k, :, None, None].to(torch.float32) + 0.5  # first pixel centre, last + 1
+            any_whole = batch.slot_whole[k] if batch.slot_whole else True
             step = max(1, CPU_STEP_PIXELS // (n * s)) if dev.type == "cpu" else s
             for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
-                y = ys[:n, l0 : l0 + step]
-                write = _in_rect(roi, xs[:n] - 0.5, y - 0.5)  # pixel indices in the ROI
-                if v4 and batch.slot_affine[k]:
-                    u, v = _cv4_affine(batch.warp_cv_inverse[:n, k], roi, batch.warp_crop[:n, k], xs[:n], y)
+                h = min(step, s - l0)
+                y = ys[:n, l0 : l0 + h]
+                below = canvas[:n, :, l0 : l0 + h]  # (n, 3, h, S) uint8 view
+                if v4:
+                    got, write = self._sample_v4(batch, src, k, n, xs[:n], y, roi, whole)
                 else:
-                    u, v = _map(inv, xs[:n], y, batch.slot_affine[k])
-                if v4:  # OpenCV 4: source points on a 1/32 grid; a tile writes where its top-left tap is in
-                    if not batch.slot_affine[k]:
-                        u, v = _quantize(u), _quantize(v)
-                    write &= whole | ((u >= crop[:, 0]) & (u < crop[:, 2]) & (v >= crop[:, 1]) & (v < crop[:, 3]))
-                    # ... and replicates its last column and row
-                    u = torch.where(whole, u, torch.minimum(torch.maximum(u, crop[:, 0]), crop[:, 2] - 1.0))
-                    v = torch.where(whole, v, torch.minimum(torch.maximum(v, crop[:, 1]), crop[:, 3] - 1.0))
-                grid = torch.stack([u, v], dim=-1).mul_(scale).sub_(1.0)
-                got = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                below = canvas[:n, :, l0 : l0 + step]
-                base = torch.where(whole[:, None], fill, below)
-                val = got[:, :3].add_(base * (1.0 - got[:, 3:]))  # a convex combination: no clamp
+                    got = F.grid_sample(src, self._grid_v5(batch, src, k, n, xs[:n], y, roi),
+                                        mode="bilinear", padding_mode="zeros", align_corners=False)
+                    write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
+                base = torch.where(whole[:, None], fill, below) if any_whole else below
+                val = torch.addcmul(got[:, :3], base, got[:, 3:].neg_().add_(1.0))  # convex: no clamp
                 val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
-                below.copy_(torch.where(write[:, None], val, below))
+                if write is not None:
+                    val = torch.where(write[:, None], val, below)
+                below.copy_(val)  # exact: integer levels in 0..255
+        return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
+
+    @staticmethod
+    def _grid_v5(batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,
+                 roi: torch.Tensor) -> torch.Tensor:
+        """Slot k's (n, h, S, 2) float32 ``grid_sample`` grid of canvas lines l0..l0+h, OpenCV 5's float rule.
+
+        ``x`` (n, 1, S), ``y`` (n, h, 1): unflipped pixel centres of the stored
+        pixels. Affine slots: the map composed with the source normalisation
+        (float64, then float32), two broadcast adds written into the grid;
+        perspective slots: the points through :func:`_map`. Pixels outside the
+        warp's ROI get a point far outside every source, so they sample zero
+        colour and zero coverage (the canvas below is kept).
+        """
+        hmax, wmax = src.shape[-2], src.shape[-1]
+        r = roi[:, :, None]
+        xo = x[:, 0] - 0.5  # (n, S) unflipped pixel indices
+        yo = y[:, :, 0] - 0.5  # (n, h)
+        col_out = ((xo < r[:, 0]) | (xo >= r[:, 2]))[:, None, :]  # (n, 1, S)
+        row_out = ((yo < r[:, 1]) | (yo >= r[:, 3]))[:, :, None]  # (n, h, 1)
+        if batch.slot_affine[k]:
+            # normalised source point = (m[i, 1] * y + m[i, 2]) + m[i, 0] * x, straight into the grid; the
+            # far offset of a column (for x) or a line (for y) outside the ROI sends its points off every source
+            t_in = torch.tensor([[2.0 / wmax, 0.0, -1.0], [0.0, 2.0 / hmax, -1.0]], dtype=torch.float64,
+                                device=src.device)
+            m = (t_in @ batch.warp_inverse[:n, k].to(torch.float64)).to(torch.float32)  # (n, 2, 3)
+            grid = torch.empty((n, y.shape[1], x.shape[2], 2), dtype=torch.float32, device=src.device)
+            rx = m[:, 0, 1, None, None] * y + m[:, 0, 2, None, None]  # (n, h, 1)
+            cx = torch.where(col_out, _FAR, m[:, 0, 0, None, None] * x)  # (n, 1, S)
+            ry = torch.where(row_out, _FAR, m[:, 1, 1, None, None] * y + m[:, 1, 2, None, None])
+            cy = m[:, 1, 0, None, None] * x
+            torch.add(rx, cx, out=grid[..., 0])
+            torch.add(ry, cy, out=grid[..., 1])
+            return grid
+        u, v = _map(batch.warp_inverse[:n, k], x, y)
+        grid = torch.stack([u.mul_(2.0 / wmax).sub_(1.0), v.mul_(2.0 / hmax).sub_(1.0)], dim=-1)
+        return grid.masked_fill_((row_out | col_out)[..., None], _FAR)
+
+    def _sample_v4(self, batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,
+                   roi: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """OpenCV 4's rule: (n, 4, h, S) samples and the (n, h, S) bool pixels the tile writes."""
+        hmax, wmax = src.shape[-2], src.shape[-1]
+        crop = batch.warp_crop[:n, k, :, None, None].to(torch.float32) + 0.5  # first pixel centre, last + 1
+        write = _in_rect(roi, x - 0.5, y - 0.5)  # pixel indices in the ROI
+        if batch.slot_affine[k]:
+            u, v = _cv4_affine(batch.warp_cv_inverse[:n, k], roi, batch.warp_crop[:n, k], x, y)
+        else:
+            u, v = _map(batch.warp_inverse[:n, k], x, y)
+            u, v = _quantize(u), _quantize(v)  # source points on a 1/32 grid
+        # a tile writes where its top-left tap is in ...
+        write &= whole | ((u >= crop[:, 0]) & (u < crop[:, 2]) & (v >= crop[:, 1]) & (v < crop[:, 3]))
+        # ... and replicates its last column and row
+        u = torch.where(whole, u, torch.minimum(torch.maximum(u, crop[:, 0]), crop[:, 2] - 1.0))
+        v = torch.where(whole, v, torch.minimum(torch.maximum(v, crop[:, 1]), crop[:, 3] - 1.0))
+        scale = torch.tensor([2.0 / wmax, 2.0 / hmax], device=src.device)
+        grid = torch.stack([u, v], dim=-1).mul_(scale).sub_(1.0)
+        return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False), write
+
+    @staticmethod
+    def _frame_clip(batch: PlanBatch, canvas: torch.Tensor, fill8: torch.Tensor, flip_lr: torch.Tensor,
+                    flip_ud: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        """The Mosaic frame clip, in place on the (C, 3, S, S) uint8 canvases: the fill where a centre leaves the frame."""
+        if not batch.any_frame:
+            return canvas
         framed = batch.frame_side > 0
         side = batch.frame_side[:, None, None]
         u, v = _map(batch.frame_inverse, xs, ys)
         out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
-        return torch.where(out[:, None], fill, canvas)
+        return torch.where(out[:, None], fill8, canvas)
 
     @staticmethod
     def _read(batch: PlanBatch, k: int, n: int) -> torch.Tensor:
-        """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask."""
+        """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask.
+
+        The crop indicator is separable (a row vector times a column vector),
+        so each of the two channel groups is written in one pass.
+        """
         src = batch.sources.index_select(0, batch.warp_source[:n, k])  # (n, Hmax, Wmax, 3) uint8
         _, hmax, wmax, _ = src.shape
-        crop = batch.warp_crop[:n, k]
+        crop = batch.warp_crop[:n, k, :, None, None, None]  # (n, 4, 1, 1, 1)
         xs = torch.arange(wmax, device=src.device)[None, None, :]
         ys = torch.arange(hmax, device=src.device)[None, :, None]
-        mask = _in_rect(crop, xs, ys)  # (n, Hmax, Wmax)
+        cols = ((xs >= crop[:, 0]) & (xs < crop[:, 2])).to(torch.float32)  # (n, 1, 1, Wmax)
+        rows = ((ys >= crop[:, 1]) & (ys < crop[:, 3])).to(torch.float32)  # (n, 1, Hmax, 1)
         out = torch.empty((n, 4, hmax, wmax), dtype=torch.float32, device=src.device)
-        out[:, :3].copy_(src.permute(0, 3, 1, 2))
-        out[:, 3].copy_(mask)
-        out[:, :3].mul_(out[:, 3:])
+        torch.mul(rows, cols, out=out[:, 3:])
+        torch.mul(src.permute(0, 3, 1, 2), out[:, 3:], out=out[:, :3])  # uint8 * float32 -> float32
         return out
 
     # ------------------------------------------------------------------ images
     def paint_images(self, batch: PlanBatch) -> torch.Tensor:
         """The B output images: (B, 3, S, S) ``output_dtype`` on ``batch.device``."""
-        canvas = self.paint_canvases(batch)
+        canvas = self.paint_canvases(batch)  # (C, 3, S, S) uint8
         dev, s = batch.device, batch.size
-        img = canvas.index_select(0, batch.main_canvas)  # (B, 3, S, S) float32
-        if batch.blend_rows.numel():
+        out = canvas.index_select(0, batch.main_canvas)  # (B, 3, S, S) uint8
+        if batch.blend_rows.numel():  # float32 only for the blended rows
             lam = batch.blend_lam.view(-1, 1, 1, 1)
             rest = 1.0 - lam  # float32, as mixup_pixels
-            a = img.index_select(0, batch.blend_rows).mul_(lam)
-            a.add_(canvas.index_select(0, batch.blend_canvas).mul_(rest)).add_(0.5).floor_().clamp_(max=255.0)
-            img.index_copy_(0, batch.blend_rows, a)
+            a = out.index_select(0, batch.blend_rows).to(torch.float32).mul_(lam)
+            a = torch.addcmul(a, canvas.index_select(0, batch.blend_canvas), rest)
+            out.index_copy_(0, batch.blend_rows, a.add_(0.5).floor_().clamp_(max=255.0).to(torch.uint8))
         if batch.paste_rows.numel():
             rows = batch.paste_rows
             x = _centres(s, batch.flip_lr[rows])[:, None, :] - 0.5
             y = _centres(s, batch.flip_ud[rows])[:, :, None] - 0.5
             inside = _in_rect(batch.paste_rect, x, y)[:, None]
-            img.index_copy_(0, rows, torch.where(inside, canvas.index_select(0, batch.paste_canvas),
-                                                 img.index_select(0, rows)))
-        out = img.to(torch.uint8)
+            out.index_copy_(0, rows, torch.where(inside, canvas.index_select(0, batch.paste_canvas),
+                                                 out.index_select(0, rows)))
         if batch.hsv_rows.numel():
             rows = batch.hsv_rows
             luts = batch.hsv_luts.to(torch.int64)

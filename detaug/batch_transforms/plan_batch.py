@@ -105,7 +105,9 @@ class PlanBatch:
 
     Host-side: ``size`` (S), ``fill`` (r, g, b), ``slot_counts`` (K ints),
     ``slot_affine`` (K bools: every map of slot k is affine, so the painter
-    skips the perspective divide).
+    skips the perspective divide), ``slot_whole`` (K bools: some warp of slot k
+    is ``whole``; empty: unknown, taken as True), ``any_frame`` (some canvas has
+    a frame clip; the painter skips the clip otherwise).
     """
 
     sources: torch.Tensor
@@ -138,6 +140,8 @@ class PlanBatch:
     fill: Fill
     slot_counts: tuple[int, ...]
     slot_affine: tuple[bool, ...] = ()
+    slot_whole: tuple[bool, ...] = ()
+    any_frame: bool = True
     metas: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -301,6 +305,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     n_k = max((len(c[1]) for c in canvases), default=0)
     slot_counts = tuple(sum(1 for c in canvases if len(c[1]) > k) for k in range(n_k))
     slot_affine = tuple(all(c[1][k][5] for c in canvases if len(c[1]) > k) for k in range(n_k))
+    slot_whole = tuple(any(c[1][k][4] for c in canvases if len(c[1]) > k) for k in range(n_k))
     w_src = np.zeros((n_c, n_k), np.int64)
     w_inv = np.tile(np.eye(3), (n_c, n_k, 1, 1))
     w_crop = np.zeros((n_c, n_k, 4), np.int64)
@@ -367,5 +372,5 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         boxes=t(np.concatenate([x.boxes for x in lab]).reshape(-1, 4), torch.float32),
         weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
         size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
-        metas=tuple(dict(x.meta) for x in lab),
+        slot_whole=slot_whole, any_frame=bool(np.any(f_side > 0)), metas=tuple(dict(x.meta) for x in lab),
     )

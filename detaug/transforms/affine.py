@@ -16,7 +16,7 @@ All coordinates are in the continuous pixel frame of :mod:`detaug.geometry`
 
 >>> import numpy as np
 >>> s = Sample.create(np.zeros((64, 64, 3), np.uint8), boxes=[[8, 8, 24, 40]], classes=[3])
->>> out = RandomAffine(translate=0.0, scale=0.0, out_size=64).apply(s, AffineParams.identity())
+>>> out = RandomAffine(translate=0.0, scale=0.0, img_size=64).apply(s, AffineParams.identity())
 >>> out.boxes.tolist(), out.classes.tolist(), np.array_equal(out.image, s.image)
 ([[8.0, 8.0, 24.0, 40.0]], [3], True)
 """
@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
-from detaug.canvas import filled_image
+from detaug.canvas import DEFAULT_FILL, FillLike, as_fill, filled_image
 from detaug.polygons import flatten_polygons
 from detaug.sample import Polygons, Sample
 from detaug.transforms.base import BoxFilter, Transform
@@ -45,10 +45,9 @@ __all__ = [
     "warp_labels",
     "warp_sample",
     "visible_crop",
-    "filled_image",
+    "crop_bounds",
 ]
 
-BorderValue = int | tuple[int, int, int]
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -69,20 +68,6 @@ def as_size(value: int | Sequence[int], name: str) -> tuple[int, int]:
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in hw):
         raise ValueError(f"{name} must be positive ints, got {value!r}")
     return int(hw[0]), int(hw[1])  # type: ignore[call-overload]
-
-
-def as_border_value(value: BorderValue, name: str = "border_value") -> tuple[int, int, int]:
-    """An int grey level or an (r, g, b) triple in [0, 255] -> (r, g, b)."""
-    vals: tuple[object, ...]
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        vals = (value,) * 3
-    elif isinstance(value, Sequence) and len(value) == 3:
-        vals = tuple(value)
-    else:
-        raise ValueError(f"{name} must be an int or an (r, g, b) triple, got {value!r}")
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in vals):
-        raise ValueError(f"{name} must be ints in [0, 255], got {value!r}")
-    return int(vals[0]), int(vals[1]), int(vals[2])  # type: ignore[call-overload]
 
 
 # ----------------------------------------------------------------------------- params
@@ -271,7 +256,7 @@ def warp_sample(
     sample: Sample,
     matrix: ArrayLike,
     out_size: tuple[int, int],
-    border_value: BorderValue = 114,
+    fill: FillLike = DEFAULT_FILL,
     box_filter: BoxFilter = BoxFilter(),  # noqa: B008 (frozen, immutable default)
     visible_rect: tuple[float, float, float, float] | None = None,
 ) -> Sample:
@@ -281,7 +266,7 @@ def warp_sample(
         sample: the source Sample (not modified).
         matrix: (3, 3) map from ``sample``'s continuous frame to the output's.
         out_size: (h, w) of the output image.
-        border_value: colour of output pixels no source pixel reaches.
+        fill: colour of output pixels no source pixel reaches.
         box_filter: which objects survive.
         visible_rect: optional (x1, y1, x2, y2) in ``sample``'s frame; only this
             part of the image is drawn and only this part of each object counts.
@@ -291,12 +276,12 @@ def warp_sample(
         (classes, weights and polygons aligned) and ``sample.meta``.
     """
     out_h, out_w = as_size(tuple(out_size), "out_size")
-    bv = as_border_value(border_value)
+    bv = as_fill(fill)
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (3, 3) or not np.all(np.isfinite(m)):
         raise ValueError(f"matrix must be a finite (3, 3) array, got shape {m.shape}")
     if visible_rect is None:
-        image = geometry.warp_image(sample.image, m, (out_h, out_w), border_value=bv)
+        image = geometry.warp_image(sample.image, m, (out_h, out_w), fill=bv)
     else:
         image = filled_image(out_h, out_w, bv)
         crop, (cx, cy) = visible_crop(sample.image, visible_rect)
@@ -323,11 +308,11 @@ class RandomAffine(Transform[AffineParams]):
         shear: shear angles drawn in (-shear, shear) degrees per axis, in [0, 89].
         perspective: projective terms drawn in (-perspective, perspective) per
             axis, in [0, 0.1] (Ultralytics uses 0 to 0.001).
-        out_size: output side (int) or (h, w).
-        border_value: grey level or (r, g, b) of pixels no source reaches.
+        img_size: output side (int) or (h, w).
+        fill: grey level or (r, g, b) of pixels no source reaches.
         box_filter: which objects survive the warp.
 
-    >>> aff = RandomAffine(degrees=10, out_size=(48, 64))
+    >>> aff = RandomAffine(degrees=10, img_size=(48, 64))
     >>> s = Sample.create(np.full((30, 40, 3), 7, np.uint8), boxes=[[5, 5, 25, 20]])
     >>> out = aff(s, np.random.default_rng(0))
     >>> out.image.shape
@@ -341,8 +326,8 @@ class RandomAffine(Transform[AffineParams]):
         scale: float | tuple[float, float] = 0.5,
         shear: float = 0.0,
         perspective: float = 0.0,
-        out_size: int | tuple[int, int] = 640,
-        border_value: BorderValue = 114,
+        img_size: int | tuple[int, int] = 640,
+        fill: FillLike = DEFAULT_FILL,
         box_filter: BoxFilter = BoxFilter(),  # noqa: B008 (frozen, immutable default)
     ) -> None:
         self.degrees = check_range("degrees", degrees)
@@ -360,8 +345,8 @@ class RandomAffine(Transform[AffineParams]):
         self.scale_range: tuple[float, float] = (lo, hi)
         self.shear = check_range("shear", shear)
         self.perspective = check_range("perspective", perspective)
-        self.out_size = as_size(out_size, "out_size")
-        self.border_value = as_border_value(border_value)
+        self.img_size = as_size(img_size, "img_size")
+        self.fill = as_fill(fill)
         if not isinstance(box_filter, BoxFilter):
             raise ValueError(f"box_filter must be a BoxFilter, got {box_filter!r}")
         self.box_filter = box_filter
@@ -369,7 +354,7 @@ class RandomAffine(Transform[AffineParams]):
     def __repr__(self) -> str:
         return (
             f"RandomAffine(degrees={self.degrees}, translate={self.translate}, scale={self.scale_range}, "
-            f"shear={self.shear}, perspective={self.perspective}, out_size={self.out_size})"
+            f"shear={self.shear}, perspective={self.perspective}, img_size={self.img_size})"
         )
 
     def draw(self, rng: np.random.Generator) -> AffineParams:
@@ -397,10 +382,10 @@ class RandomAffine(Transform[AffineParams]):
 
     def matrix(self, sample: Sample, params: AffineParams) -> geometry.M3:
         """The (3, 3) map from ``sample``'s frame to the output frame."""
-        return params.matrix(sample.size, self.out_size)
+        return params.matrix(sample.size, self.img_size)
 
     def apply(self, sample: Sample, params: AffineParams) -> Sample:
-        """Warp ``sample`` into an ``out_size`` image with ``params``; never modifies ``sample``."""
+        """Warp ``sample`` into an ``img_size`` image with ``params``; never modifies ``sample``."""
         return warp_sample(
-            sample, self.matrix(sample, params), self.out_size, self.border_value, self.box_filter
+            sample, self.matrix(sample, params), self.img_size, self.fill, self.box_filter
         )

@@ -41,7 +41,7 @@ from detaug.boxes import box_intersection
 from detaug.polygons import clip_polygons, flatten_polygons, polygons_to_boxes, unflatten_polygons
 from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
-from detaug.transforms.mixup import FILL_VALUE
+from detaug.transforms.mixup import DEFAULT_FILL
 
 __all__ = [
     "CutMixParams",
@@ -233,7 +233,7 @@ def paste_pixels(base: NDArray[np.uint8], partner: NDArray[np.uint8], rect: Rect
     if ph >= y2 and pw >= x2:
         out[y1:y2, x1:x2] = partner[y1:y2, x1:x2]
         return out
-    out[y1:y2, x1:x2] = FILL_VALUE
+    out[y1:y2, x1:x2] = DEFAULT_FILL
     cy2, cx2 = min(y2, ph), min(x2, pw)
     if cy2 > y1 and cx2 > x1:
         out[y1:cy2, x1:cx2] = partner[y1:cy2, x1:cx2]

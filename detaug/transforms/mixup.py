@@ -38,7 +38,7 @@ __all__ = [
     "MixUpParams",
     "MixUp",
     "LAM_EPS",
-    "FILL_VALUE",
+    "DEFAULT_FILL",
     "clip_lam",
     "mixup_pixels",
     "pad_to_canvas",
@@ -48,7 +48,7 @@ __all__ = [
 #: ``lam`` is clipped to ``[LAM_EPS, 1 - LAM_EPS]``.
 LAM_EPS = 1e-3
 #: Grey used for canvas padding (Ultralytics' letterbox colour).
-FILL_VALUE = 114
+DEFAULT_FILL = 114
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def mixup_weights(
 
 
 def pad_to_canvas(
-    image: NDArray[np.uint8], height: int, width: int, fill: int = FILL_VALUE
+    image: NDArray[np.uint8], height: int, width: int, fill: int = DEFAULT_FILL
 ) -> NDArray[np.uint8]:
     """Place ``image`` top-left on a ``height x width`` canvas filled with ``fill``.
 

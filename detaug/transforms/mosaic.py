@@ -19,7 +19,7 @@ Objects follow the same composite matrix through
 :class:`~detaug.transforms.base.BoxFilter`.
 
 Layouts (coordinates in the continuous frame, x right, y down; (xc, yc) is
-``MosaicParams.center``, integers drawn in ``center_range * s``):
+``MosaicParams.center``, integers drawn in ``center * s``):
 
 - ``n = 4``: cells 0 top-left ``[0, xc] x [0, yc]``, 1 top-right
   ``[xc, 2s] x [0, yc]``, 2 bottom-left ``[0, xc] x [yc, 2s]``, 3 bottom-right
@@ -42,7 +42,7 @@ Layouts (coordinates in the continuous frame, x right, y down; (xc, yc) is
 
   These rectangles never overlap. The ``2s x 2s`` frame is the window of the
   layout whose top-left corner is at ``(xc - s // 2, yc - s // 2)``
-  (so the default ``center_range`` (0.5, 1.5) gives offsets in [0, s), as
+  (so the default ``center`` (0.5, 1.5) gives offsets in [0, s), as
   Ultralytics does). A tile shows its part inside the window.
 
 The primary sample goes to cell ``MosaicParams.primary_cell`` (drawn
@@ -82,13 +82,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detaug import geometry
-from detaug.canvas import CanvasPlan, TileWarp, paint_canvas
+from detaug.canvas import DEFAULT_FILL, CanvasPlan, FillLike, TileWarp, as_fill, paint_canvas
 from detaug.sample import Labels, Sample
 from detaug.transforms.affine import (
     AffineParams,
-    BorderValue,
     RandomAffine,
-    as_border_value,
     crop_bounds,
     warp_labels,
 )
@@ -245,14 +243,14 @@ class Mosaic(MixTransform[MosaicParams]):
     Args:
         n: 4 (2 x 2) or 9 (3 x 3 pinwheel); ``num_partners = n - 1``.
         img_size: s, the tile side and the output side (output is s x s).
-        center_range: (lo, hi) with 0 <= lo <= hi <= 2: the centre (xc, yc) is
+        center: (lo, hi) with 0 <= lo <= hi <= 2: the centre (xc, yc) is
             drawn uniformly in [lo * s, hi * s) per axis (floored to ints).
         affine: a :class:`RandomAffine` whose *parameter distribution* is used
             for the warp from the 2s x 2s frame to the output (its
-            ``out_size``, ``border_value`` and ``box_filter`` are not used:
+            ``img_size``, ``fill`` and ``box_filter`` are not used:
             the output is img_size and this Mosaic's own settings apply).
             ``None``: no warp, the centre s x s crop of the frame.
-        border_value: grey level or (r, g, b) where no tile lands.
+        fill: grey level or (r, g, b) where no tile lands.
         box_filter: which objects survive (measured in output pixels, against
             the whole object moved by the same warp but not clipped).
 
@@ -266,20 +264,20 @@ class Mosaic(MixTransform[MosaicParams]):
         self,
         n: int = 4,
         img_size: int = 640,
-        center_range: tuple[float, float] = (0.5, 1.5),
+        center: tuple[float, float] = (0.5, 1.5),
         affine: RandomAffine | None = None,
-        border_value: BorderValue = 114,
+        fill: FillLike = DEFAULT_FILL,
         box_filter: BoxFilter = BoxFilter(),  # noqa: B008 (frozen, immutable default)
     ) -> None:
         if isinstance(n, bool) or n not in (4, 9):
             raise ValueError(f"n must be 4 or 9, got {n!r}")
         check_img_size(img_size)
         try:
-            lo, hi = (float(v) for v in center_range)
+            lo, hi = (float(v) for v in center)
         except (TypeError, ValueError):
-            raise ValueError(f"center_range must be a (lo, hi) pair, got {center_range!r}") from None
+            raise ValueError(f"center must be a (lo, hi) pair, got {center!r}") from None
         if not (0.0 <= lo <= hi <= 2.0):
-            raise ValueError(f"center_range must satisfy 0 <= lo <= hi <= 2, got {center_range!r}")
+            raise ValueError(f"center must satisfy 0 <= lo <= hi <= 2, got {center!r}")
         if affine is not None and not isinstance(affine, RandomAffine):
             raise ValueError(f"affine must be a RandomAffine or None, got {affine!r}")
         if not isinstance(box_filter, BoxFilter):
@@ -287,14 +285,14 @@ class Mosaic(MixTransform[MosaicParams]):
         self.n = int(n)
         self.num_partners = self.n - 1
         self.img_size = int(img_size)
-        self.center_range = (lo, hi)
+        self.center = (lo, hi)
         self.affine = affine
-        self.border_value = as_border_value(border_value)
+        self.fill = as_fill(fill)
         self.box_filter = box_filter
 
     def __repr__(self) -> str:
         return (
-            f"Mosaic(n={self.n}, img_size={self.img_size}, center_range={self.center_range}, "
+            f"Mosaic(n={self.n}, img_size={self.img_size}, center={self.center}, "
             f"affine={self.affine!r})"
         )
 
@@ -306,7 +304,7 @@ class Mosaic(MixTransform[MosaicParams]):
         """Draw the primary's cell, the centre and (when configured) the affine, all from ``rng``."""
         self._check_partners(partners)
         s = self.img_size
-        lo, hi = self.center_range
+        lo, hi = self.center
         primary_cell = int(rng.integers(self.n))
         xc = int(math.floor(rng.uniform(lo * s, hi * s)))
         yc = int(math.floor(rng.uniform(lo * s, hi * s)))
@@ -405,5 +403,5 @@ class Mosaic(MixTransform[MosaicParams]):
         self._check_partners(partners)
         inputs = (sample, *partners)
         labels, canvas = self.plan(inputs, params)
-        image = paint_canvas(canvas, [t.image for t in inputs], self.img_size, self.border_value)
+        image = paint_canvas(canvas, [t.image for t in inputs], self.img_size, self.fill)
         return labels.with_image(image)

@@ -55,7 +55,7 @@ def test_identity_matrix_and_centre_crop():
 
 
 def test_hyperparameters_mean_what_ultralytics_means():
-    aff = RandomAffine(degrees=10, translate=0.2, scale=0.3, shear=5, perspective=1e-3, out_size=64)
+    aff = RandomAffine(degrees=10, translate=0.2, scale=0.3, shear=5, perspective=1e-3, img_size=64)
     rng = np.random.default_rng(0)
     ps = [aff.sample_params(rng, None) for _ in range(3000)]  # type: ignore[arg-type]
     arr = {f: np.array([getattr(p, f) for p in ps]) for f in
@@ -82,7 +82,7 @@ def test_translate_is_a_fraction_of_the_output_size():
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)
     s = Sample.create(img, boxes=[[50, 20, 90, 60]])
-    out = RandomAffine(out_size=(100, 200)).apply(s, AffineParams(translate_x=0.1, translate_y=-0.05))
+    out = RandomAffine(img_size=(100, 200)).apply(s, AffineParams(translate_x=0.1, translate_y=-0.05))
     assert np.array_equal(out.image[:95, 20:], img[5:, :180])
     assert np.all(out.image[:, :20] == 114) and np.all(out.image[95:] == 114)
     np.testing.assert_allclose(out.boxes, [[70, 15, 110, 55]])
@@ -91,7 +91,7 @@ def test_translate_is_a_fraction_of_the_output_size():
 def test_positive_degrees_turn_counter_clockwise_on_screen():
     img = np.zeros((64, 64, 3), np.uint8)
     s = Sample.create(img, boxes=[[48, 30, 60, 34]])  # right of the centre
-    out = RandomAffine(out_size=64, box_filter=BoxFilter(min_size=1)).apply(s, AffineParams(degrees=90))
+    out = RandomAffine(img_size=64, box_filter=BoxFilter(min_size=1)).apply(s, AffineParams(degrees=90))
     # now above the centre: x ~ 30..34, y ~ 4..16
     np.testing.assert_allclose(out.boxes, [[30, 4, 34, 16]], atol=1e-4)
 
@@ -112,11 +112,11 @@ def test_positive_degrees_turn_counter_clockwise_on_screen():
         ({"shear": 90}, "shear"),
         ({"perspective": -1e-3}, "perspective"),
         ({"perspective": 0.5}, "perspective"),
-        ({"out_size": 0}, "out_size"),
-        ({"out_size": (10,)}, "out_size"),
-        ({"out_size": (10, 2.5)}, "out_size"),
-        ({"border_value": 300}, "border_value"),
-        ({"border_value": (1, 2)}, "border_value"),
+        ({"img_size": 0}, "img_size"),
+        ({"img_size": (10,)}, "img_size"),
+        ({"img_size": (10, 2.5)}, "img_size"),
+        ({"fill": 300}, "fill"),
+        ({"fill": (1, 2)}, "fill"),
         ({"box_filter": "none"}, "box_filter"),
     ],
 )
@@ -210,7 +210,7 @@ def test_pixel_oracle(case, polygons):
     src, colors = _painted_sample(polygons)
     before = _snapshot(src)
     f = BoxFilter()
-    aff = RandomAffine(out_size=(128, 144), border_value=114, box_filter=f)
+    aff = RandomAffine(img_size=(128, 144), fill=114, box_filter=f)
     out = aff.apply(src, p)
     assert out.image.shape == (128, 144, 3)
     m = reference_affine_matrix((H, W), (128, 144), p.degrees, p.scale, p.shear_x, p.shear_y,
@@ -243,7 +243,7 @@ def test_some_objects_are_dropped_and_gone():
     """A big translation pushes objects out: they are filtered, and their paint is gone or tiny."""
     src, colors = _painted_sample(False, seed=3)
     p = AffineParams(translate_x=0.4, translate_y=0.3)
-    out = RandomAffine(out_size=(H, W)).apply(src, p)
+    out = RandomAffine(img_size=(H, W)).apply(src, p)
     assert 0 < out.num_objects < src.num_objects
     dropped = sorted(set(range(src.num_objects)) - set(out.classes.tolist()))
     for k in dropped:
@@ -252,7 +252,7 @@ def test_some_objects_are_dropped_and_gone():
 
 def test_identity_gives_back_the_input_exactly():
     src, _ = _painted_sample(True)
-    out = RandomAffine(out_size=(H, W)).apply(src, AffineParams.identity())
+    out = RandomAffine(img_size=(H, W)).apply(src, AffineParams.identity())
     assert np.array_equal(out.image, src.image)
     assert np.array_equal(out.boxes, src.boxes)
     for a, b in zip(out.polygons, src.polygons, strict=True):
@@ -263,10 +263,10 @@ def test_beyond_the_horizon_objects_are_dropped():
     """A strong perspective puts the left part of the image behind the horizon (w <= 0)."""
     img = np.zeros((64, 64, 3), np.uint8)
     s = Sample.create(img, boxes=[[0, 10, 8, 20], [40, 30, 60, 50]], classes=[0, 1])
-    out = RandomAffine(out_size=64).apply(s, AffineParams(persp_x=-0.05))  # w = 1 - 0.05 (x - 32) <= 0 at x >= 52
+    out = RandomAffine(img_size=64).apply(s, AffineParams(persp_x=-0.05))  # w = 1 - 0.05 (x - 32) <= 0 at x >= 52
     assert np.all(np.isfinite(out.boxes))
     assert 1 not in out.classes.tolist()
-    out2 = RandomAffine(out_size=64).apply(s, AffineParams(persp_x=0.05))  # w <= 0 for x <= 12
+    out2 = RandomAffine(img_size=64).apply(s, AffineParams(persp_x=0.05))  # w <= 0 for x <= 12
     assert 0 not in out2.classes.tolist() and np.all(np.isfinite(out2.boxes))
 
 
@@ -274,7 +274,7 @@ def test_warp_sample_visible_rect_draws_only_that_part():
     rng = np.random.default_rng(5)
     img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     s = Sample.create(img, boxes=[[5, 5, 30, 30], [40, 5, 55, 20]], classes=[0, 1])
-    out = warp_sample(s, geometry.translation(2, 3), (50, 70), border_value=7, visible_rect=(0, 0, 35, 40))
+    out = warp_sample(s, geometry.translation(2, 3), (50, 70), fill=7, visible_rect=(0, 0, 35, 40))
     assert np.array_equal(out.image[3:43, 2:37], img[:, :35])
     assert np.all(out.image[:, 37:] == 7) and np.all(out.image[:3] == 7)
     assert out.classes.tolist() == [0]
@@ -286,7 +286,7 @@ def test_warp_sample_visible_rect_draws_only_that_part():
 def test_output_keeps_meta_and_weights():
     s = Sample.create(np.zeros((50, 50, 3), np.uint8), boxes=[[10, 10, 20, 20], [30, 30, 45, 45]],
                       classes=[4, 7], weights=[0.25, 0.75], meta={"path": "x.jpg"})
-    out = RandomAffine(out_size=50).apply(s, AffineParams(scale=1.1))
+    out = RandomAffine(img_size=50).apply(s, AffineParams(scale=1.1))
     assert out.meta["path"] == "x.jpg"
     assert out.classes.tolist() == [4, 7] and out.weights.tolist() == [0.25, 0.75]
 
@@ -376,7 +376,7 @@ def assert_valid(out: Sample, src: Sample, out_hw: tuple[int, int], f: BoxFilter
 def test_properties(s, p, out_hw):
     snap = _snapshot(s)
     f = BoxFilter()
-    aff = RandomAffine(out_size=out_hw, box_filter=f)
+    aff = RandomAffine(img_size=out_hw, box_filter=f)
     out = aff.apply(s, p)
     assert_valid(out, s, out_hw, f)
     assert _same(snap, _snapshot(s)), "input modified"
@@ -388,7 +388,7 @@ def test_properties(s, p, out_hw):
 @settings(max_examples=40, deadline=None)
 @given(s=samples(min_box=2.0))
 def test_identity_params_give_back_the_input(s):
-    out = RandomAffine(out_size=s.size).apply(s, AffineParams.identity())
+    out = RandomAffine(img_size=s.size).apply(s, AffineParams.identity())
     assert np.array_equal(out.image, s.image)
     keep = (s.boxes[:, 2:] - s.boxes[:, :2] >= 2).all(1)
     ar = (s.boxes[:, 2:] - s.boxes[:, :2]).max(1) / (s.boxes[:, 2:] - s.boxes[:, :2]).min(1)
@@ -403,7 +403,7 @@ def test_identity_params_give_back_the_input(s):
 @settings(max_examples=20, deadline=None)
 @given(s=samples(), seed=st.integers(0, 2**32 - 1))
 def test_same_seed_replays_byte_identical(s, seed):
-    aff = RandomAffine(degrees=30, translate=0.2, scale=0.5, shear=10, perspective=1e-3, out_size=(40, 32))
+    aff = RandomAffine(degrees=30, translate=0.2, scale=0.5, shear=10, perspective=1e-3, img_size=(40, 32))
     a = aff(s, np.random.default_rng(seed))
     b = aff(s, np.random.default_rng(seed))
     assert aff.sample_params(np.random.default_rng(seed), s) == aff.sample_params(np.random.default_rng(seed), s)

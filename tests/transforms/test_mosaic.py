@@ -169,7 +169,7 @@ def test_matches_naive_canvas_reference(n, name, ap, center):
     sizes = SIZES4 if n == 4 else SIZES9
     tiles = tiles_for(sizes, seed=n)
     border = (3, 3, 3)
-    mosaic = Mosaic(n=n, img_size=S, border_value=border)
+    mosaic = Mosaic(n=n, img_size=S, fill=border)
     for primary in (0, n - 1):
         p = MosaicParams(n=n, primary_cell=primary, center=center, affine=ap)
         src = [tiles[k] for k in np.argsort(p.cell_sources())]  # so that cell i shows tiles[i]
@@ -397,7 +397,7 @@ def test_no_canvas_is_allocated():
 def test_primary_cell_and_centre_are_random():
     tiles = tiles_for([(32, 32)] * 9, seed=0)
     for n in (4, 9):
-        m = Mosaic(n=n, img_size=32, center_range=(0.5, 1.5))
+        m = Mosaic(n=n, img_size=32, center=(0.5, 1.5))
         ps = [m.sample_params(np.random.default_rng(seed), tiles[0], tiles[1 : n]) for seed in range(60)]
         cells = {p.primary_cell for p in ps}
         assert cells == set(range(n)) if n == 4 else len(cells) >= 7
@@ -433,11 +433,11 @@ def test_cell_sources():
         ({"n": True}, "n"),
         ({"img_size": 0}, "img_size"),
         ({"img_size": 32.0}, "img_size"),
-        ({"center_range": (1.5, 0.5)}, "center_range"),
-        ({"center_range": (0.5, 2.5)}, "center_range"),
-        ({"center_range": 1.0}, "center_range"),
+        ({"center": (1.5, 0.5)}, "center"),
+        ({"center": (0.5, 2.5)}, "center"),
+        ({"center": 1.0}, "center"),
         ({"affine": "yes"}, "affine"),
-        ({"border_value": -1}, "border_value"),
+        ({"fill": -1}, "fill"),
         ({"box_filter": None}, "box_filter"),
     ],
 )
@@ -539,7 +539,7 @@ def test_nothing_is_drawn_outside_the_frame():
     """Zoomed out, the output shows the frame's edge: pixels centred outside it are border, inside are tile."""
     tiles = [Sample.create(np.full((S, S, 3), 200, np.uint8)) for _ in range(4)]
     p = MosaicParams(n=4, primary_cell=0, center=(S, S), affine=AffineParams(degrees=7, scale=0.4, translate_x=0.05))
-    out = Mosaic(n=4, img_size=S, border_value=9).apply(tiles[0], tiles[1:], p)
+    out = Mosaic(n=4, img_size=S, fill=9).apply(tiles[0], tiles[1:], p)
     ys, xs = np.mgrid[0:S, 0:S]
     q = reference_warp_points(np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1), np.linalg.inv(affine_of(p.affine, S)))
     depth = np.minimum(q, 2 * S - q).min(axis=1).reshape(S, S)  # canvas px inside the frame (< 0: outside)

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from detaug.batch import PAD_VALUE
+from detaug.batch import DEFAULT_FILL
 from detaug.batch_transforms.plan_batch import PlanBatch, collate_plans
 from detaug.boxes import xyxy_to_yolo
 from detaug.mix_dataset import MixDataset, PlannedItem
@@ -273,7 +273,7 @@ class UltralyticsDataset(torch.utils.data.Dataset):
                 if all(s == (hmax, wmax) for s in sizes):
                     out[k] = torch.stack(vals, 0)
                 else:
-                    img = torch.full((len(vals), vals[0].shape[0], hmax, wmax), PAD_VALUE, dtype=vals[0].dtype)
+                    img = torch.full((len(vals), vals[0].shape[0], hmax, wmax), DEFAULT_FILL, dtype=vals[0].dtype)
                     for i, v in enumerate(vals):  # one copy per image
                         img[i, :, : v.shape[1], : v.shape[2]] = v
                     out[k] = img

@@ -75,7 +75,7 @@ MAPPED_ARGS = ("imgsz", "mosaic", "mixup", "cutmix", "degrees", "translate", "sc
                "perspective", "flipud", "fliplr", "hsv_h", "hsv_s", "hsv_v", "close_mosaic")
 #: Options Ultralytics does not have, accepted by DetaugTrainer: AugmentConfig fields, and
 #: ``object_weighting`` (``"loss"``, the default, or ``"targets"``; see :mod:`detaug.loss`).
-DETAUG_OPTIONS = ("mosaic9", "mosaic_center", "border_value", "mixup_alpha", "mixup_beta", "cutmix_alpha",
+DETAUG_OPTIONS = ("mosaic9", "mosaic_center", "fill", "mixup_alpha", "mixup_beta", "cutmix_alpha",
                   "min_size", "min_area_ratio", "max_aspect_ratio", "min_visible", "weight_by_visibility",
                   "cutmix_on_background", "object_weighting", "paint")
 #: ``paint``: who paints the training images. ``"opencv"`` (default): the DataLoader
