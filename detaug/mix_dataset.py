@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
@@ -171,6 +172,10 @@ class MixDataset(torch.utils.data.Dataset):
         if self._counts_view is None or self._counts_view[0] != pid:
             info = torch.utils.data.get_worker_info()
             row = 0 if info is None else 1 + info.id % (_COUNT_ROWS - 1)
+            if info is not None:
+                # One OpenCV thread per DataLoader worker (as torch already does for its own
+                # threads there): N workers then use N cores instead of each spawning all.
+                cv2.setNumThreads(1)
             self._counts_view = (pid, self._counts.numpy()[row])
         return self._counts_view[1]
 
