@@ -31,9 +31,16 @@ from typing import Any
 
 import yaml
 
+from detaug.canvas import Fill, as_fill
+from detaug.transforms.affine import RandomAffine
+from detaug.transforms.base import BoxFilter
+from detaug.transforms.cutmix import CutMix
 from detaug.transforms.limits import LIMITS, check_img_size, check_range
+from detaug.transforms.mixup import MixUp
+from detaug.transforms.mosaic import Mosaic
+from detaug.transforms.photometric import RandomFlip, RandomHSV
 
-__all__ = ["AugmentConfig"]
+__all__ = ["AugmentConfig", "Pipeline"]
 
 # Keys of an Ultralytics hyp/default yaml whose name differs from ours.
 _ALIASES = {"imgsz": "img_size"}
@@ -137,6 +144,30 @@ class AugmentConfig:
         """False during the last ``close_mosaic`` epochs (when ``epochs`` is set)."""
         return self.epochs is None or epoch < self.epochs - self.close_mosaic
 
+    def pipeline(self) -> Pipeline:
+        """The transforms this config stands for, built once (what :class:`~detaug.mix_dataset.MixDataset` runs).
+
+        >>> p = AugmentConfig(img_size=64, degrees=5, fill=0).pipeline()
+        >>> p.mosaic4.n, p.affine.degrees, p.fill
+        (4, 5.0, (0, 0, 0))
+        """
+        box_filter = BoxFilter(self.min_size, self.min_area_ratio, self.max_aspect_ratio)
+        s = self.img_size
+        affine = RandomAffine(degrees=self.degrees, translate=self.translate, scale=self.scale, shear=self.shear,
+                              perspective=self.perspective, img_size=s, fill=self.fill, box_filter=box_filter)
+        return Pipeline(
+            box_filter=box_filter,
+            affine=affine,
+            mosaic4=Mosaic(4, s, self.mosaic_center, affine, self.fill, box_filter),
+            mosaic9=Mosaic(9, s, self.mosaic_center, affine, self.fill, box_filter),
+            mixup=MixUp(self.mixup_alpha, self.mixup_beta),
+            cutmix=CutMix(self.cutmix_alpha, self.min_visible, self.weight_by_visibility, self.cutmix_on_background),
+            hsv=RandomHSV(self.hsv_h, self.hsv_s, self.hsv_v),
+            fliplr=RandomFlip("horizontal", self.fliplr),
+            flipud=RandomFlip("vertical", self.flipud),
+            fill=as_fill(self.fill),
+        )
+
     def replace(self, **changes: Any) -> AugmentConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
@@ -188,6 +219,27 @@ class AugmentConfig:
             return cls.from_dict(data, strict=strict)
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The transforms of an :class:`AugmentConfig` (:meth:`AugmentConfig.pipeline`), in the order they run.
+
+    Mosaic-4 or -9 (fused with ``affine``) or ``affine`` alone; ``mixup``;
+    ``cutmix``; ``hsv``, ``fliplr``, ``flipud``. Every geometric step uses
+    ``box_filter``; every canvas is filled with ``fill``.
+    """
+
+    box_filter: BoxFilter
+    affine: RandomAffine
+    mosaic4: Mosaic
+    mosaic9: Mosaic
+    mixup: MixUp
+    cutmix: CutMix
+    hsv: RandomHSV
+    fliplr: RandomFlip
+    flipud: RandomFlip
+    fill: Fill
 
 
 def _is_number(v: Any) -> bool:

@@ -12,19 +12,18 @@ import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
 
-from detaug.canvas import CanvasPlan, TileWarp, as_fill
+from detaug.canvas import CanvasPlan, TileWarp
 from detaug.config import AugmentConfig
 from detaug.geometry import scaling
 from detaug.paint import paint
 from detaug.plan import Blend, Paste, SamplePlan
 from detaug.sample import Labels, Sample
 from detaug.sampler import EpochBlocks, as_key
-from detaug.transforms.affine import RandomAffine, warp_labels
-from detaug.transforms.base import BoxFilter, Transform
-from detaug.transforms.cutmix import CutMix, cutmix_labels
-from detaug.transforms.mixup import MixUp, mixup_labels
-from detaug.transforms.mosaic import Mosaic
-from detaug.transforms.photometric import RandomFlip, RandomHSV, flip_labels
+from detaug.transforms.affine import warp_labels
+from detaug.transforms.base import Transform
+from detaug.transforms.cutmix import cutmix_labels
+from detaug.transforms.mixup import mixup_labels
+from detaug.transforms.photometric import flip_labels
 
 __all__ = ["MixDataset", "PlannedItem"]
 
@@ -136,21 +135,10 @@ class MixDataset(torch.utils.data.Dataset):
         # the dataset copy they started with, and set_epoch must reach them.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.extra = tuple(extra)
-        c = config
-        s = c.img_size
-        self.box_filter = BoxFilter(c.min_size, c.min_area_ratio, c.max_aspect_ratio)
-        self.affine = RandomAffine(
-            degrees=c.degrees, translate=c.translate, scale=c.scale, shear=c.shear,
-            perspective=c.perspective, img_size=s, fill=c.fill, box_filter=self.box_filter,
-        )
-        self.mosaic4 = Mosaic(4, s, c.mosaic_center, self.affine, c.fill, self.box_filter)
-        self.mosaic9 = Mosaic(9, s, c.mosaic_center, self.affine, c.fill, self.box_filter)
-        self.mixup = MixUp(c.mixup_alpha, c.mixup_beta)
-        self.cutmix = CutMix(c.cutmix_alpha, c.min_visible, c.weight_by_visibility, c.cutmix_on_background)
-        self.fill = as_fill(c.fill)
-        self.hsv = RandomHSV(c.hsv_h, c.hsv_s, c.hsv_v)
-        self.fliplr = RandomFlip("horizontal", c.fliplr)
-        self.flipud = RandomFlip("vertical", c.flipud)
+        p = self.pipeline = config.pipeline()
+        self.box_filter, self.affine, self.mosaic4, self.mosaic9 = p.box_filter, p.affine, p.mosaic4, p.mosaic9
+        self.mixup, self.cutmix, self.hsv, self.fliplr, self.flipud = p.mixup, p.cutmix, p.hsv, p.fliplr, p.flipud
+        self.fill = p.fill
 
     @property
     def names(self) -> list[str] | None:
