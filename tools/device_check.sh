@@ -27,6 +27,14 @@ LOG="$DEST/device_check.log"
 : >"$LOG"
 WORK=$(mktemp -d)
 T0=$(date +%s)
+# the commit only when the tree is exactly it (a copy with edits says so); read before anything runs; untracked files count
+if ! git -C "$ROOT" rev-parse --short HEAD >/dev/null 2>&1; then
+    REV="commit ? (not a git checkout)"
+elif [ -z "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then
+    REV="commit $(git -C "$ROOT" rev-parse --short HEAD)"
+else
+    REV="working tree"
+fi
 ROWS=()
 
 row() { ROWS+=("| $1 | $2 | $3 |"); echo "== $1: $2 -- $3" | tee -a "$LOG"; }
@@ -142,7 +150,7 @@ fi
 # ---------------------------------------------------------------- table
 {
     echo
-    echo "detaug device check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(elapsed)s, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "detaug device check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(elapsed)s, $REV"
     echo
     echo "| stage | result | note |"
     echo "| --- | --- | --- |"

@@ -198,7 +198,7 @@ class DevicePainter:
                                         mode="bilinear", padding_mode="zeros", align_corners=False)
                     write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
                 base = torch.where(whole[:, None], fill, below) if any_whole else below
-                val = torch.addcmul(got[:, :3], base, got[:, 3:].neg_().add_(1.0))  # convex: no clamp
+                val = torch.addcmul(got[:, :3], base, 1.0 - got[:, 3:])  # convex: no clamp
                 val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
                 if write is not None:
                     val = torch.where(write[:, None], val, below)
@@ -269,7 +269,7 @@ class DevicePainter:
             return canvas
         framed = batch.frame_side > 0
         side = batch.frame_side[:, None, None]
-        u, v = _map(batch.frame_inverse, xs, ys)
+        u, v = _map(batch.frame_inverse, xs, ys, batch.frame_affine)
         out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 

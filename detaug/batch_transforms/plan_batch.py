@@ -107,7 +107,8 @@ class PlanBatch:
     ``slot_affine`` (K bools: every map of slot k is affine, so the painter
     skips the perspective divide), ``slot_whole`` (K bools: some warp of slot k
     is ``whole``; empty: unknown, taken as True), ``any_frame`` (some canvas has
-    a frame clip; the painter skips the clip otherwise).
+    a frame clip; the painter skips the clip otherwise), ``frame_affine`` (every
+    ``frame_inverse`` is affine: no perspective divide in the clip).
     """
 
     sources: torch.Tensor
@@ -142,6 +143,7 @@ class PlanBatch:
     slot_affine: tuple[bool, ...] = ()
     slot_whole: tuple[bool, ...] = ()
     any_frame: bool = True
+    frame_affine: bool = False
     metas: tuple[dict[str, Any], ...] = ()
 
     @property
@@ -372,5 +374,6 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         boxes=t(np.concatenate([x.boxes for x in lab]).reshape(-1, 4), torch.float32),
         weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
         size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
-        slot_whole=slot_whole, any_frame=bool(np.any(f_side > 0)), metas=tuple(dict(x.meta) for x in lab),
+        slot_whole=slot_whole, any_frame=bool(np.any(f_side > 0)),
+        frame_affine=bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0))), metas=tuple(dict(x.meta) for x in lab),
     )
