@@ -7,7 +7,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
@@ -74,6 +73,9 @@ class MixDataset(torch.utils.data.Dataset):
             opaque to a plan: their labels are only known with their pixels).
         output: ``"sample"`` (painted Samples) or ``"plan"`` (:class:`PlannedItem`;
             not with ``extra``).
+        ship_sources: with ``output="plan"``, put the source pixels in each
+            item (True) or leave ``images`` empty for a painter that reads them
+            from a :class:`~detaug.batch_transforms.source_bank.SourceBank` (False).
         partners: ``"uniform"`` or ``"block"`` (see above).
         block: block size for ``partners="block"`` (a divisor of the batch size).
         buffer: how many decoded source Samples each process keeps (0: none;
@@ -96,6 +98,7 @@ class MixDataset(torch.utils.data.Dataset):
         seed: int = 0,
         extra: Sequence[Transform[Any]] = (),
         output: str = "sample",
+        ship_sources: bool = True,
         partners: str = "uniform",
         block: int = 16,
         buffer: int = 128,
@@ -120,7 +123,10 @@ class MixDataset(torch.utils.data.Dataset):
         for name, v, lo in (("block", block, 1), ("buffer", buffer, 0), ("buffer_bytes", buffer_bytes, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+        if not isinstance(ship_sources, bool):
+            raise ValueError(f"ship_sources: expected a bool, got {ship_sources!r}")
         self.output = output
+        self.ship_sources = ship_sources
         self.partners = partners
         self.blocks = EpochBlocks(int(seed), len(dataset), int(block))
         self._buffer = _Buffer(int(buffer), int(buffer_bytes))
@@ -160,10 +166,6 @@ class MixDataset(torch.utils.data.Dataset):
         if self._counts_view is None or self._counts_view[0] != pid:
             info = torch.utils.data.get_worker_info()
             row = 0 if info is None else 1 + info.id % (_COUNT_ROWS - 1)
-            if info is not None:
-                # One OpenCV thread per DataLoader worker (as torch already does for its own
-                # threads there): N workers then use N cores instead of each spawning all.
-                cv2.setNumThreads(1)
             self._counts_view = (pid, self._counts.numpy()[row])
         return self._counts_view[1]
 
@@ -340,7 +342,7 @@ class MixDataset(torch.utils.data.Dataset):
         plan, images = self.plan_with_images(key)
         self._row()[0] += 1
         if self.output == "plan":
-            return PlannedItem(plan, tuple(images))
+            return PlannedItem(plan, tuple(images) if self.ship_sources else ())
         sample = plan.labels.with_image(paint(plan, images))
         if self.extra:
             r_post = self._stream(int(sample.meta["index"]), int(sample.meta["epoch"]), 3)

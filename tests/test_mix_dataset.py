@@ -8,7 +8,6 @@ import socket
 
 import numpy as np
 import pytest
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from hypothesis import given, settings
@@ -214,27 +213,3 @@ def test_set_epoch_reaches_persistent_workers():
         for i, s in enumerate(got):
             same(s, ref[i])
 
-
-class _ThreadsSeen(torch.utils.data.Dataset):
-    def __init__(self, ds):
-        self.ds = ds
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        import cv2
-
-        self.ds[i]
-        return cv2.getNumThreads()
-
-
-def test_a_dataloader_worker_runs_opencv_on_one_thread():
-    import cv2
-
-    before = cv2.getNumThreads()
-    ds = MixDataset(make_data(), FULL, seed=0)
-    seen = list(DataLoader(_ThreadsSeen(ds), batch_size=None, num_workers=1))
-    assert set(seen) == {1}
-    ds[0]
-    assert cv2.getNumThreads() == before  # the main process is left alone
