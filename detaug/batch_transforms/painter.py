@@ -28,10 +28,19 @@ How each step reproduces the OpenCV painter (OpenCV 5's rules; OpenCV 4's with `
   :func:`~detaug.transforms.mixup.mixup_pixels`; CutMix: the partner canvas
   inside the rectangle;
 * HSV: :func:`~detaug.batch_transforms.hsv.jitter_pixels` (OpenCV's 8-bit
-  conversions) through the plans' tables;
+  conversions) through the plans' tables, bit for bit, read from two tables
+  that hsv.py's kernels fill once per device (every RGB colour -> HSV, every
+  HSV triple -> RGB; the rule itself lives only in hsv.py);
 * flips cost nothing: each canvas is painted in its plan's flipped pixel
   order (output pixel ``j`` holds unflipped pixel ``S - 1 - j``), so the
   frame test, the CutMix rectangle and the blend all see unflipped positions.
+
+Memory traffic (the GPU is bandwidth bound): canvases are uint8 (integer
+levels); sources are converted to float32 per slot in one pass (RGB masked by
+the separable crop indicator); a pixel outside a tile's ROI gets a grid point
+far off every source, so it samples zero colour and zero coverage and keeps
+the canvas below (no write mask, no ``where``); the grid of an affine slot is
+two broadcast adds of the map, pre-composed with the source normalisation.
 
 Agreement with OpenCV on the CPU (tests/batch_transforms/test_painter.py,
 textured 64 x 64 images): >= 99.7% of pixels identical with OpenCV 5.0 and
@@ -67,6 +76,9 @@ __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
 #: stay in cache. Other devices paint a slot in one step. Read at every call
 #: (tests shrink it).
 CPU_STEP_PIXELS = 262144
+
+#: Pixels of every jittered image per HSV step on the CPU (table reads stay in cache).
+_HSV_STEP = 16384
 
 #: A normalised grid_sample coordinate far outside every source (every tap out: zero colour, zero coverage).
 _FAR = -1.0e4
@@ -125,6 +137,51 @@ def _in_rect(rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     """(n, H, W) bool: ``x`` (n, 1, W), ``y`` (n, H, 1) inside the (n, 4) rectangles ``[x0, x1) x [y0, y1)``."""
     r = rect[:, :, None, None]
     return (x >= r[:, 0]) & (x < r[:, 2]) & (y >= r[:, 1]) & (y < r[:, 3])
+
+
+_HSV_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _hsv_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenCV's 8-bit conversions tabulated by the kernels of :mod:`~detaug.batch_transforms.hsv`, on ``device``.
+
+    ``(2^24, 3)`` uint8 (h, s, v) of every RGB colour (row ``r << 16 | g << 8 | b``)
+    and ``(180 * 2^16, 3)`` uint8 RGB of every HSV triple (row ``h << 16 | s << 8 | v``):
+    :func:`~detaug.batch_transforms.hsv.rgb_to_hsv8` and
+    :func:`~detaug.batch_transforms.hsv.hsv8_to_rgb` evaluated once per device and
+    process (83 MB; the rule stays in hsv.py), so a jitter is two table reads
+    and the per-image tables instead of ~50 int64/float32 passes.
+    """
+    got = _HSV_TABLES.get(device)
+    if got is None:
+        fwd = torch.empty((1 << 24, 3), dtype=torch.uint8, device=device)
+        bwd = torch.empty((180 << 16, 3), dtype=torch.uint8, device=device)
+        step = 1 << 20
+        for c0 in range(0, 1 << 24, step):  # memory blocks of a one-off table
+            c = torch.arange(c0, c0 + step, dtype=torch.int64, device=device)
+            fwd[c0 : c0 + step] = torch.stack(hsv_kernels.rgb_to_hsv8(c >> 16, (c >> 8) & 255, c & 255), 1)
+            if c0 < (180 << 16):
+                c = c[: (180 << 16) - c0]
+                bwd[c0 : c0 + step] = hsv_kernels.hsv8_to_rgb(c >> 16, (c >> 8) & 255, c & 255).T
+        got = _HSV_TABLES[device] = (fwd, bwd)
+    return got
+
+
+def _jitter(pixels: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
+    """:func:`~detaug.batch_transforms.hsv.jitter_pixels` through :func:`_hsv_tables`, bit for bit.
+
+    ``pixels`` (n, 3, N) uint8 RGB, ``luts`` (n, 3, 256) uint8 per-image (h, s, v)
+    tables; returns (n, N, 3) uint8 RGB (channels last).
+    """
+    fwd, bwd = _hsv_tables(pixels.device)
+    n = pixels.shape[0]
+    w = torch.tensor([1 << 16, 1 << 8, 1], dtype=torch.int32, device=pixels.device)
+    code = (pixels.to(torch.int32) * w[:, None]).sum(1, dtype=torch.int32)  # (n, N)
+    hsv = fwd.index_select(0, code.view(-1)).view(n, -1, 3)
+    offs = torch.arange(n * 3, dtype=torch.int32, device=pixels.device).view(n, 1, 3) * 256
+    hsv = luts.reshape(-1).index_select(0, (hsv.to(torch.int32) + offs).view(-1)).view(n, -1, 3)
+    code = (hsv.to(torch.int32) * w).sum(-1, dtype=torch.int32)
+    return bwd.index_select(0, code.view(-1)).view(n, -1, 3)
 
 
 class DevicePainter:
@@ -313,11 +370,10 @@ class DevicePainter:
                                                  out.index_select(0, rows)))
         if batch.hsv_rows.numel():
             rows = batch.hsv_rows
-            luts = batch.hsv_luts.to(torch.int64)
             px = out.index_select(0, rows).view(len(rows), 3, s * s)
-            step = hsv_kernels.CPU_STEP_PIXELS if dev.type == "cpu" else s * s
+            step = _HSV_STEP if dev.type == "cpu" else s * s
             for p0 in range(0, s * s, step):  # blocks of memory, not images
-                px[:, :, p0 : p0 + step] = hsv_kernels.jitter_pixels(px[:, :, p0 : p0 + step], luts)
+                px[:, :, p0 : p0 + step] = _jitter(px[:, :, p0 : p0 + step], batch.hsv_luts).transpose(1, 2)
             out.index_copy_(0, rows, px.view(len(rows), 3, s, s))
         if self.output_dtype == torch.uint8:
             return out

@@ -130,7 +130,7 @@ def test_parity_over_random_configs(device):
             degrees=float(u[2]) * 40, shear=float(u[3]) * 8, perspective=float(u[4]) * 0.001,
             translate=float(u[5]) * 0.2, scale=0.2 + float(u[6]) * 0.5, mixup=float(u[7]), cutmix=float(u[8]),
             fliplr=float(u[9]), flipud=float(u[10]) * 0.5, hsv_h=0.03, hsv_s=float(u[11]), hsv_v=0.4,
-            border_value=int(rng.integers(0, 256)),
+            fill=int(rng.integers(0, 256)),
         )
         data = make_data(8, seed=trial)
         items, batch = painted(cfg, device, seed=trial, n=6, data=data)
@@ -230,3 +230,26 @@ def test_to_moves_every_tensor_and_pin_memory_is_safe():
     assert pb.to("cpu").device.type == "cpu"
     assert pb.pin_memory().batch_size == 3
     assert pb.num_canvases >= 3 and len(pb.slot_counts) == len(pb.slot_affine)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_hsv_through_tables_is_jitter_pixels_bit_for_bit(device):
+    """The painter's table HSV (_jitter) is hsv.jitter_pixels exactly (tables made by its kernels)."""
+    from detaug.batch_transforms import hsv
+    g = torch.Generator().manual_seed(7)
+    luts = hsv.batch_hsv_luts(torch.rand(5, 3, generator=g) * 1.6 + 0.2).to(device)
+    px = torch.randint(0, 256, (5, 3, 50000), dtype=torch.uint8, generator=g).to(device)
+    px[0, :, :256] = torch.arange(256, dtype=torch.uint8, device=device)  # greys: hue and saturation 0
+    want = hsv.jitter_pixels(px, luts)
+    got = painter_mod._jitter(px, luts.to(torch.uint8)).transpose(1, 2)
+    assert torch.equal(got, want)
+
+
+def test_host_flags_only_skip_work(monkeypatch):
+    """Without slot_whole/any_frame/frame_affine (the general paths) the pixels are the same."""
+    import dataclasses
+    items, a = painted(CONFIGS["flips"], "cpu")
+    pb = collate_plans(items)
+    assert pb.any_frame and pb.frame_affine and len(pb.slot_whole) == len(pb.slot_counts)
+    general = dataclasses.replace(pb, slot_whole=(), any_frame=True, frame_affine=False)
+    assert torch.equal(DevicePainter()(general).images, a.images)
