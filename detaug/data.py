@@ -43,7 +43,7 @@ from detaug.io.labels import ScanResult
 from detaug.io.validate import DatasetError, DatasetWarning, Problem, Report
 from detaug.io.yolo import DEFAULT_MAX_LABEL_BYTES, scan_yolo
 from detaug.io.yolo import DEFAULT_TOLERANCE as _YOLO_TOL
-from detaug.sample import Sample
+from detaug.sample import Labels, Sample
 
 #: ``cache="auto"`` keeps a lazily filled shared cache when the resized
 #: images take less than this fraction of the available memory.
@@ -228,6 +228,29 @@ class DetectionDataset(torch.utils.data.Dataset):
         }
         return Sample(image=img, boxes=boxes, classes=classes, weights=np.ones(len(classes), np.float32),
                       polygons=polygons, meta=meta)
+
+    def labels_of(self, index: int) -> Labels:
+        """Item ``index`` without its pixels: size, objects and meta as :meth:`load` gives them, no decode.
+
+        The size is the served (resized) one, from the scanned header; what a
+        planner needs (``MixDataset(output="plan", ship_sources=False)``). No
+        replacement: an image that stops decoding is found by whoever reads its pixels.
+        """
+        i = int(index)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        h0, w0 = (int(v) for v in self._sizes[i])
+        h, w = resized_shape(h0, w0, self.img_size)
+        boxes, classes, polygons = self._labels.get(i, w, h)
+        meta = {
+            "path": str(self._files[i]),
+            "label_path": str(self._label_files[i]) or None,
+            "orig_size": (h0, w0),
+            "size": (h, w),
+            "id": self._ids[i].item(),
+            "index": i,
+        }
+        return Labels((h, w), boxes, classes, np.ones(len(classes), np.float32), polygons, meta)
 
     def __getitem__(self, index: int) -> Sample:
         """Item ``index`` as a Sample; an undecodable image is replaced by the next good index.

@@ -75,7 +75,9 @@ class MixDataset(torch.utils.data.Dataset):
             not with ``extra``).
         ship_sources: with ``output="plan"``, put the source pixels in each
             item (True) or leave ``images`` empty for a painter that reads them
-            from a :class:`~detaug.batch_transforms.source_bank.SourceBank` (False).
+            from a :class:`~detaug.batch_transforms.source_bank.SourceBank`
+            (False; a dataset with ``labels_of``, e.g. YoloDataset, is then
+            planned from its label table without decoding any image).
         partners: ``"uniform"`` or ``"block"`` (see above).
         block: block size for ``partners="block"`` (a divisor of the batch size).
         buffer: how many decoded source Samples each process keeps (0: none;
@@ -339,10 +341,15 @@ class MixDataset(torch.utils.data.Dataset):
         (:func:`detaug.paint.paint`), then the ``extra`` transforms; with
         ``output="plan"``, the :class:`PlannedItem` unpainted.
         """
+        if self.output == "plan" and not self.ship_sources:
+            # labels and sizes only: a dataset that knows them without decoding (labels_of) is not decoded
+            fetch = getattr(self.dataset, "labels_of", None) or self._fetch
+            self._row()[0] += 1
+            return PlannedItem(self._plan(key, _Sources(fetch)), ())
         plan, images = self.plan_with_images(key)
         self._row()[0] += 1
         if self.output == "plan":
-            return PlannedItem(plan, tuple(images) if self.ship_sources else ())
+            return PlannedItem(plan, tuple(images))
         sample = plan.labels.with_image(paint(plan, images))
         if self.extra:
             r_post = self._stream(int(sample.meta["index"]), int(sample.meta["epoch"]), 3)

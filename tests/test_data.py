@@ -237,3 +237,15 @@ def test_auto_cache_falls_back_to_disk_when_memory_is_short(data, monkeypatch):
     assert YoloDataset(yaml_path, progress=False).cache is None
     with pytest.raises(ValueError, match="cache"):
         YoloDataset(yaml_path, cache="disk", progress=False)
+
+
+def test_labels_of_is_load_without_pixels(tmp_path):
+    from detaug.data import YoloDataset as Yolo
+
+    ds = Yolo(Path(__file__).resolve().parents[1] / "datasets" / "shapes" / "shapes.yaml", img_size=96,
+              progress=False, cache=None)
+    for i in range(len(ds)):
+        a, b = ds.labels_of(i), ds.load(i)
+        assert a.size == b.size and dict(a.meta) == dict(b.meta)
+        assert a.boxes.tobytes() == b.boxes.tobytes() and a.classes.tolist() == b.classes.tolist()
+        assert (a.polygons is None) == (b.polygons is None)

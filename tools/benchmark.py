@@ -27,8 +27,10 @@ default (``cache="auto"`` / none); ``ram`` caches every image in both;
 adds rotation, shear, perspective and both mixes at 0.5; ``gpu-hsv`` leaves
 the HSV jitter to the batch stage (the loader's share only); ``plan`` is the
 loader side of the device path: ``MixDataset(output="plan")`` items collated
-by :func:`detaug.batch_transforms.plan_batch.collate_plans` in batches of 16,
-no pixel painted. The last three have no Ultralytics counterpart.
+by :func:`detaug.batch_transforms.plan_batch.collate_plans` in batches of 16
+(``plan-ids``: the same with ``ship_sources=False``, for a painter that reads
+sources from a :class:`~detaug.batch_transforms.source_bank.SourceBank`),
+no pixel painted. The last four have no Ultralytics counterpart.
 ``--partners block`` draws mixing partners from the item's block of the
 epoch's order (decode reuse; other samples than the default).
 
@@ -82,6 +84,7 @@ CONFIGS: dict[str, tuple[dict, str | None, list[str] | None]] = {
     "gpu-hsv": ({"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}, "auto", None),
     "full": ({"mixup": 0.5, "cutmix": 0.5, "degrees": 10.0, "shear": 2.0, "perspective": 0.0005}, "auto", None),
     "plan": ({}, "auto", None),
+    "plan-ids": ({}, "auto", None),
 }
 PEER_SCRIPT = ROOT.parent / "shared" / "bench" / "ultra_pipeline.py"
 
@@ -105,13 +108,13 @@ def make_dataset(args: argparse.Namespace, name: str, bases: dict) -> MixDataset
         bases[cache] = YoloDataset(args.data, img_size=args.img_size, cache=cache, progress=False)
     cfg = AugmentConfig(img_size=args.img_size, **{**BASE, **overrides})
     return MixDataset(bases[cache], cfg, seed=0, partners=args.partners,
-                      output="plan" if name == "plan" else "sample")
+                      output="plan" if name.startswith("plan") else "sample", ship_sources=name != "plan-ids")
 
 
 def time_epoch(ds: MixDataset, name: str, epoch: int, n: int) -> float:
     """Samples/s of the first ``n`` keys of ``epoch`` in EpochSampler's order."""
     keys = [(epoch, int(i)) for i in EpochSampler(ds, start_epoch=epoch).shard(epoch)[:n]]
-    if name == "plan":
+    if name.startswith("plan"):
         from detaug.batch_transforms.plan_batch import collate_plans
 
         t0 = time.perf_counter()

@@ -10,7 +10,10 @@ Stages (each one reports its own failure and the next still runs):
    copy of each PlanBatch included.
 3. ``parity``: one batch painted on the device against ``detaug.paint.paint``
    (OpenCV), max / share within 2 levels / mean absolute difference.
-4. ``e2e-plan``: DataLoader(MixDataset(output="plan"), ``--workers`` workers,
+4. ``loader-1core-ids`` / ``paint-bank`` / ``e2e-plan-bank``: the same with
+   ``ship_sources=False``: the loader plans and ships dataset indices only,
+   the painter reads the pixels from a ``SourceBank`` built once on the device.
+5. ``e2e-plan``: DataLoader(MixDataset(output="plan"), ``--workers`` workers,
    ``collate_plans``, pinned) + the painter on the device, samples/s;
    ``e2e-opencv``: the same loader painting with OpenCV in the workers
    (``MixDataset`` samples + ``detaug.batch.collate``), for comparison.
@@ -45,6 +48,7 @@ from detaug import AugmentConfig, MixDataset, Sample  # noqa: E402
 from detaug.batch import collate  # noqa: E402
 from detaug.batch_transforms.painter import DevicePainter  # noqa: E402
 from detaug.batch_transforms.plan_batch import collate_plans  # noqa: E402
+from detaug.batch_transforms.source_bank import SourceBank  # noqa: E402
 from detaug.paint import paint  # noqa: E402
 from detaug.sampler import EpochSampler  # noqa: E402
 
@@ -177,9 +181,65 @@ def main(argv: list[str] | None = None) -> int:
         how = "workers plan, device paints" if output == "plan" else "workers paint with OpenCV (baseline)"
         report(name, f"{n / dt:.0f} samples/s", f"{args.workers} workers, B={b}, {how}")
 
+    ids_batches: list = []
+    bank_painter: list = []
+
+    def bank_stages() -> None:
+        ids_ds = MixDataset(data, cfg, seed=0, output="plan", ship_sources=False)
+        torch.set_num_threads(1)
+        t0 = time.perf_counter()
+        for i in range(0, len(keys), b):
+            ids_batches.append(collate_plans([ids_ds[k] for k in keys[i : i + b]], pin_memory=dev.type == "cuda"))
+        dt = time.perf_counter() - t0
+        torch.set_num_threads(os.cpu_count() or 1)
+        report("loader-1core-ids", f"{len(keys) / dt:.0f} samples/s", "plan + collate_plans, no pixels shipped")
+        t0 = time.perf_counter()
+        bank = SourceBank.from_dataset(data, dev)
+        sync(dev)
+        report("bank-build", f"{time.perf_counter() - t0:.1f} s", f"{len(data)} images, {bank.nbytes / 2**30:.2f} GiB on {dev}")
+        p = DevicePainter(bank=bank)
+        bank_painter.append(p)
+        for x in ids_batches[:2]:
+            p(x.to(dev))
+        sync(dev)
+        t0 = time.perf_counter()
+        for i in range(args.iters):
+            p(ids_batches[2 + i % (len(ids_batches) - 2)].to(dev))
+        sync(dev)
+        dt = time.perf_counter() - t0
+        report("paint-bank", f"{b * args.iters / dt:.0f} samples/s", "h2d of the plan tensors + paint from the bank")
+        same = torch.equal(p(ids_batches[0].to(dev)).images, painter(batches[0].to(dev)).images) if batches else False
+        report("bank-parity", "ok" if same else "FAILED", "bank-painted batch equals the shipped-sources one")
+
+    def end_to_end_bank() -> None:
+        ids_ds = MixDataset(data, cfg, seed=0, output="plan", ship_sources=False)
+        loader = DataLoader(ids_ds, batch_size=b, sampler=EpochSampler(ids_ds), num_workers=args.workers,
+                            collate_fn=collate_plans, pin_memory=dev.type == "cuda",
+                            prefetch_factor=2 if args.workers else None)
+        p = bank_painter[0]
+        n, t0, warm = 0, 0.0, 2
+        it = iter(loader)
+        for i in range(warm + args.loader_batches):
+            try:
+                x = next(it)
+            except StopIteration:
+                it = iter(loader)
+                x = next(it)
+            out = p(x.to(dev))
+            if i == warm - 1:
+                sync(dev)
+                t0 = time.perf_counter()
+            elif i >= warm:
+                n += out.batch_size
+        sync(dev)
+        report("e2e-plan-bank", f"{n / (time.perf_counter() - t0):.0f} samples/s",
+               f"{args.workers} workers, B={b}, workers plan (indices only), device paints from the bank")
+
     stage("loader-1core", loader_one_core)
     stage("paint", paint_on_device)
     stage("parity", parity)
+    stage("bank", bank_stages)
+    stage("e2e-plan-bank", end_to_end_bank)
     stage("e2e-plan", lambda: end_to_end("plan"))
     stage("e2e-opencv", lambda: end_to_end("sample"))
     print("\n| stage | result | note |\n| --- | --- | --- |")

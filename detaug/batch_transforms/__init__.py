@@ -18,8 +18,9 @@ from detaug.batch_transforms.hsv import BatchHSV, BatchHSVParams
 from detaug.batch_transforms.mixer import BatchMixer, BatchMixParams
 from detaug.batch_transforms.painter import DevicePainter
 from detaug.batch_transforms.plan_batch import PlanBatch, collate_plans
+from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = [
     "BatchTransform", "BatchMixer", "BatchMixParams", "BatchHSV", "BatchHSVParams", "DevicePainter", "PlanBatch",
-    "collate_plans",
+    "collate_plans", "SourceBank",
 ]

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from detaug.batch import Batch
 from detaug.batch_transforms import hsv as hsv_kernels
 from detaug.batch_transforms.plan_batch import PlanBatch
+from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
 
@@ -190,6 +191,10 @@ class DevicePainter:
     Args:
         output_dtype: ``torch.uint8`` (0..255, what :meth:`Batch.to_yolo`
             needs) or ``torch.float16`` (images / 255, in [0, 1]).
+        bank: a :class:`~detaug.batch_transforms.source_bank.SourceBank` of
+            the dataset the plans read, on the painter's device: batches
+            collated from items without pixels (``ship_sources=False``) read
+            their sources from it.
         opencv: the OpenCV major version whose warp rules to follow (None:
             the installed one, so both painters agree on a machine). 5 (and
             later): float source points, taps outside a tile blend with the
@@ -201,7 +206,8 @@ class DevicePainter:
     replays exactly. The input is never written into.
     """
 
-    def __init__(self, output_dtype: torch.dtype = torch.uint8, opencv: int | None = None) -> None:
+    def __init__(self, output_dtype: torch.dtype = torch.uint8, opencv: int | None = None,
+                 bank: SourceBank | None = None) -> None:
         if output_dtype not in (torch.uint8, torch.float16):
             raise ValueError(f"output_dtype: expected torch.uint8 or torch.float16, got {output_dtype!r}")
         if opencv is None:
@@ -210,6 +216,9 @@ class DevicePainter:
             raise ValueError(f"opencv: expected a major version >= 4 (or None: the installed one), got {opencv!r}")
         self.output_dtype = output_dtype
         self.opencv = opencv
+        if bank is not None and not isinstance(bank, SourceBank):
+            raise ValueError(f"bank: expected a SourceBank or None, got {type(bank).__name__}")
+        self.bank = bank
 
     def __repr__(self) -> str:
         return f"DevicePainter(output_dtype={self.output_dtype}, opencv={self.opencv})"
@@ -228,6 +237,12 @@ class DevicePainter:
         """
         if not isinstance(batch, PlanBatch):
             raise ValueError(f"batch: expected a PlanBatch, got {type(batch).__name__}")
+        if batch.sources.shape[0] == 0 and batch.source_ids.numel():
+            if self.bank is None:
+                raise ValueError("batch: carries no source pixels (ship_sources=False); build the painter with "
+                                 "bank=SourceBank.from_dataset(the dataset the plans read, device)")
+            if self.bank.device != batch.device:
+                raise ValueError(f"bank: on {self.bank.device}, the batch on {batch.device}")
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
         fill8 = torch.tensor(batch.fill, dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
@@ -330,14 +345,17 @@ class DevicePainter:
         out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
-    @staticmethod
-    def _read(batch: PlanBatch, k: int, n: int) -> torch.Tensor:
+    def _read(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
         """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask.
 
         The crop indicator is separable (a row vector times a column vector),
         so each of the two channel groups is written in one pass.
         """
-        src = batch.sources.index_select(0, batch.warp_source[:n, k])  # (n, Hmax, Wmax, 3) uint8
+        rows = batch.warp_source[:n, k]
+        if batch.sources.shape[0] or self.bank is None:
+            src = batch.sources.index_select(0, rows)  # (n, Hmax, Wmax, 3) uint8
+        else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
+            src = self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
         _, hmax, wmax, _ = src.shape
         crop = batch.warp_crop[:n, k, :, None, None, None]  # (n, 4, 1, 1, 1)
         xs = torch.arange(wmax, device=src.device)[None, None, :]

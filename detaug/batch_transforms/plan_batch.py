@@ -66,8 +66,12 @@ class PlanBatch:
     likewise. U unique sources, C canvases, K warp slots, M objects.
 
     Pixels:
-        sources: (U, Hmax, Wmax, 3) uint8 RGB, zero-padded bottom-right.
+        sources: (U, Hmax, Wmax, 3) uint8 RGB, zero-padded bottom-right; or
+            (0, 0, 0, 3) when the items shipped no pixels
+            (``MixDataset(output="plan", ship_sources=False)``): the painter
+            then reads them from its :class:`~detaug.batch_transforms.source_bank.SourceBank`.
         source_sizes: (U, 2) int64 (h, w) of each source.
+        source_ids: (U,) int64 dataset index of each source.
 
     Canvases (rows sorted by warp count, descending; ``slot_counts[k]`` rows have a k-th warp):
         warp_source: (C, K) int64 row of ``sources`` (0 where a canvas has no k-th warp).
@@ -113,6 +117,7 @@ class PlanBatch:
 
     sources: torch.Tensor
     source_sizes: torch.Tensor
+    source_ids: torch.Tensor
     warp_source: torch.Tensor
     warp_inverse: torch.Tensor
     warp_crop: torch.Tensor
@@ -200,6 +205,8 @@ def _item(item: Any, i: int) -> tuple[SamplePlan, Sequence[NDArray[np.uint8]]]:
         raise ValueError(f"items[{i}]: expected a PlannedItem (plan, images), got {type(item).__name__}") from None
     if not isinstance(plan, SamplePlan):
         raise ValueError(f"items[{i}]: expected a SamplePlan first, got {type(plan).__name__}")
+    if len(images) == 0 and plan.num_sources:
+        return plan, images  # no pixels shipped: the painter's SourceBank has them
     if len(images) != plan.num_sources:
         raise ValueError(f"items[{i}]: the plan reads {plan.num_sources} sources, got {len(images)} images")
     for k, (img, hw) in enumerate(zip(images, plan.source_sizes, strict=True)):
@@ -269,17 +276,34 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         if p.size != size or tuple(p.fill) != tuple(fill):
             raise ValueError(f"items[{i}]: size {p.size} and fill {p.fill} differ from items[0]'s {size}, {fill}")
     # unique sources: dataset index -> [(row, image)], pixels compared on a repeated index
+    shipped = [len(images) > 0 for plan, images in pairs if plan.num_sources]
+    if any(shipped) and not all(shipped):
+        raise ValueError("items: some carry source pixels and some do not (ship_sources must be the same for all)")
+    if shipped and not shipped[0]:  # ids only: one row per dataset index
+        pairs = [(plan, [None] * plan.num_sources) for plan, _ in pairs]
     rows_of: dict[int, list[tuple[int, NDArray[np.uint8]]]] = {}
     unique: list[NDArray[np.uint8]] = []
+    unique_ids: list[int] = []
+    unique_sizes: list[tuple[int, int]] = []
     src_row: list[list[int]] = []
     for plan, images in pairs:
         rows = []
-        for idx, img in zip(plan.sources, images, strict=True):
+        for idx, img, hw in zip(plan.sources, images, plan.source_sizes, strict=True):
+            if img is None:
+                cands = rows_of.setdefault(int(idx), [])
+                if not cands:
+                    cands.append((len(unique_ids), None))
+                    unique_ids.append(int(idx))
+                    unique_sizes.append((int(hw[0]), int(hw[1])))
+                rows.append(cands[0][0])
+                continue
             cands = rows_of.setdefault(int(idx), [])
             row = next((r for r, other in cands if _same_pixels(img, other)), -1)
             if row < 0:
                 row = len(unique)
                 unique.append(img)
+                unique_ids.append(int(idx))
+                unique_sizes.append((int(img.shape[0]), int(img.shape[1])))
                 cands.append((row, img))
             rows.append(row)
         src_row.append(rows)
@@ -332,8 +356,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     counts = [p.labels.num_objects for p in plans]
     lab = [p.labels for p in plans]
     # pixels: one memcpy of each unique source into the zero-padded pack
-    hmax = max(im.shape[0] for im in unique)
-    wmax = max(im.shape[1] for im in unique)
+    hmax = max((im.shape[0] for im in unique), default=0)
+    wmax = max((im.shape[1] for im in unique), default=0)
     pin = bool(pin_memory) and torch.cuda.is_available()
     shape = (len(unique), hmax, wmax, 3)
     if not pin and torch.utils.data.get_worker_info() is not None:
@@ -358,7 +382,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
 
     return PlanBatch(
         sources=pack,
-        source_sizes=t(np.array([im.shape[:2] for im in unique]).reshape(-1, 2), torch.int64),
+        source_sizes=t(np.array(unique_sizes, np.int64).reshape(-1, 2), torch.int64),
+        source_ids=t(np.array(unique_ids, np.int64), torch.int64),
         warp_source=t(w_src, torch.int64), warp_inverse=t(w_inv, torch.float32), warp_crop=t(w_crop, torch.int64),
         warp_roi=t(w_roi, torch.int64), warp_cv_inverse=t(w_cv, torch.float64), warp_whole=t(w_whole, torch.bool),
         frame_inverse=t(f_inv, torch.float32), frame_side=t(f_side, torch.float32), canvas_item=t(c_item, torch.int64),

@@ -253,3 +253,45 @@ def test_host_flags_only_skip_work(monkeypatch):
     assert pb.any_frame and pb.frame_affine and len(pb.slot_whole) == len(pb.slot_counts)
     general = dataclasses.replace(pb, slot_whole=(), any_frame=True, frame_affine=False)
     assert torch.equal(DevicePainter()(general).images, a.images)
+
+
+def test_a_source_bank_paints_what_shipped_sources_paint():
+    from detaug.batch_transforms.source_bank import SourceBank
+
+    data = make_data()
+    cfg = AugmentConfig(img_size=64, mosaic=1.0, mosaic9=0.3, mixup=0.5, cutmix=0.5, degrees=10, fliplr=0.5)
+    shipped = MixDataset(data, cfg, seed=4, output="plan")
+    ids_only = MixDataset(data, cfg, seed=4, output="plan", ship_sources=False)
+    keys = [(2, i) for i in range(len(data))]
+    a = collate_plans([shipped[k] for k in keys])
+    b = collate_plans([ids_only[k] for k in keys])
+    assert b.sources.shape[0] == 0 and b.source_ids.numel() > 0
+    assert sorted(b.source_ids.tolist()) == sorted(set(b.source_ids.tolist()))
+    want = DevicePainter()(a)
+    got = DevicePainter(bank=SourceBank.from_dataset(data))(b)
+    assert torch.equal(got.images, want.images)
+    assert torch.equal(got.boxes, want.boxes) and torch.equal(got.weights, want.weights)
+    with pytest.raises(ValueError, match="no source pixels"):
+        DevicePainter()(b)
+    with pytest.raises(ValueError, match="ship_sources"):
+        collate_plans([shipped[keys[0]], ids_only[keys[1]]])
+
+
+def test_plans_without_pixels_decode_nothing_and_paint_the_same(tmp_path):
+    from pathlib import Path
+
+    from detaug import YoloDataset
+    from detaug.batch_transforms.source_bank import SourceBank
+
+    shapes = Path(__file__).resolve().parents[2] / "datasets" / "shapes" / "shapes.yaml"
+    base = YoloDataset(shapes, img_size=64, progress=False, cache=None)
+    cfg = AugmentConfig(img_size=64, mosaic=1.0, mixup=0.5, cutmix=0.3)
+    ids_only = MixDataset(base, cfg, seed=1, output="plan", ship_sources=False)
+    shipped = MixDataset(base, cfg, seed=1, output="plan")
+    keys = [(0, i) for i in range(8)]
+    b = collate_plans([ids_only[k] for k in keys])
+    assert ids_only.stats["reads"] == 0  # planned from the label table: no image decoded
+    a = collate_plans([shipped[k] for k in keys])
+    assert torch.equal(a.boxes, b.boxes) and torch.equal(a.weights, b.weights)
+    got = DevicePainter(bank=SourceBank.from_dataset(base))(b)
+    assert torch.equal(got.images, DevicePainter()(a).images)
