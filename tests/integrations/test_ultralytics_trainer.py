@@ -228,6 +228,8 @@ def test_device_paint_trains_on_the_plans_pixels_and_labels(data_yaml, tmp_path)
                 trainer=RecordingPainted, paint="device")
     trainer = model.trainer
     assert trainer.painted and trainer.paint == "device"
+    # the 24 small training images fit: they live in the painter's SourceBank, the loader ships plans only
+    assert trainer.painter.bank is not None and not trainer.train_loader.dataset.mix.ship_sources
     # The same item painted by OpenCV per sample (what paint='opencv' serves): labels equal, pixels close.
     mix = trainer.train_loader.dataset.mix
     sample_path = MixDataset(mix.dataset, mix.config, seed=mix.seed)

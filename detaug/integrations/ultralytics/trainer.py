@@ -19,9 +19,12 @@ included, is Ultralytics' own code):
 - ``close_mosaic``: from epoch ``epochs - close_mosaic`` on, Mosaic, MixUp and
   CutMix are off (the keys say which epoch; the trainer's own
   ``_close_dataloader_mosaic`` call logs it and restarts the loader on it);
-- ``paint="device"`` (a detaug option): the workers only plan and fetch, and
+- ``paint="device"`` (a detaug option): the workers only plan, and
   ``preprocess_batch`` paints each batch on the trainer's device with
   :class:`~detaug.batch_transforms.DevicePainter` (same plans, same labels);
+  when the training images fit (a quarter of the free device memory) they
+  are put there once in a :class:`~detaug.batch_transforms.SourceBank` and
+  the loader ships plans only, else each batch ships its sources;
 - the loss is :func:`~detaug.integrations.ultralytics.losses.weighted_criterion`
   of the model (``v8DetectionLoss`` or ``E2ELoss``, weighted by
   ``batch["weights"]``), set as the training model's ``criterion``; no
@@ -50,6 +53,7 @@ import yaml
 
 from detaug.batch_transforms.painter import DevicePainter
 from detaug.batch_transforms.plan_batch import PlanBatch
+from detaug.batch_transforms.source_bank import SourceBank
 from detaug.config import AugmentConfig
 from detaug.data import YoloDataset
 from detaug.integrations.ultralytics.dataset import REPLAY_META, FirstItems, UltralyticsDataset
@@ -201,10 +205,36 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
         fraction = float(self.args.fraction)
         if fraction < 1.0:
             base = FirstItems(base, max(1, round(len(base) * fraction)))
-        mix = MixDataset(base, cfg, seed=int(self.args.seed), output="plan" if self.paint == "device" else "sample")
+        bank = self._source_bank(base, cfg.img_size) if self.paint == "device" else None
+        if self.painter is not None:
+            self.painter.bank = bank
+        mix = MixDataset(base, cfg, seed=int(self.args.seed), output="plan" if self.paint == "device" else "sample",
+                         ship_sources=bank is None)
         if RANK in {-1, 0}:
             self._write_replay_file(cfg, img_path, fraction)
         return UltralyticsDataset(mix, single_cls=bool(self.args.single_cls))
+
+    def _source_bank(self, base: Any, img_size: int) -> SourceBank | None:
+        """The training images resident on the trainer's device, when they fit (``paint="device"``).
+
+        At most a quarter of the device's free memory (CUDA) or 2 GiB (CPU),
+        counted as ``N * img_size^2 * 3`` bytes; otherwise None and every batch
+        ships its sources. Built once, reading each image once.
+        """
+        need = len(base) * img_size * img_size * 3
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            limit = free // 4
+        else:
+            limit = 2 << 30
+        if need > limit:
+            LOGGER.info(f"detaug: the {len(base)} training images need up to {need / 2**30:.1f} GiB on "
+                        f"{self.device}, more than {limit / 2**30:.1f} GiB: each batch ships its sources")
+            return None
+        bank = SourceBank.from_dataset(base, self.device)
+        LOGGER.info(f"detaug: {len(base)} training images on {self.device} ({bank.nbytes / 2**30:.2f} GiB): "
+                    "the loader ships plans only, the painter reads the images there")
+        return bank
 
     def _write_replay_file(self, cfg: AugmentConfig, source: Any, fraction: float) -> None:
         fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "extra"}
