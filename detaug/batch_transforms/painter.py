@@ -134,23 +134,6 @@ def _cv4_affine(m: torch.Tensor, roi: torch.Tensor, crop: torch.Tensor, x: torch
     return out[0], out[1]
 
 
-def _crop_coverage(grid: torch.Tensor, crop: torch.Tensor, hmax: int, wmax: int) -> torch.Tensor:
-    """(n, 1, h, S) float32: what bilinear ``grid_sample`` of each warp's crop indicator would give.
-
-    ``grid`` (n, h, S, 2) as passed to ``grid_sample`` (align_corners=False);
-    ``crop`` (n, 4) int64 (x0, y0, x1, y1). Separable: along x, the linear
-    interpolation at source position p (pixel j's centre at p = j) of the
-    indicator of x0 <= j < x1 is ``clamp(min(p - x0 + 1, x1 - p), 0, 1)``;
-    likewise along y. It replaces sampling a fourth (mask) channel.
-    """
-    c = crop.to(torch.float32)
-    px = ((grid[..., 0] + 1.0) * wmax - 1.0) * 0.5  # grid_sample's own unnormalisation
-    py = ((grid[..., 1] + 1.0) * hmax - 1.0) * 0.5
-    fx = torch.minimum(px - c[:, 0, None, None] + 1.0, c[:, 2, None, None] - px).clamp_(0.0, 1.0)
-    fy = torch.minimum(py - c[:, 1, None, None] + 1.0, c[:, 3, None, None] - py).clamp_(0.0, 1.0)
-    return fx.mul_(fy)[:, None]
-
-
 def _in_rect(rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(n, H, W) bool: ``x`` (n, 1, W), ``y`` (n, H, 1) inside the (n, 4) rectangles ``[x0, x1) x [y0, y1)``."""
     r = rect[:, :, None, None]
@@ -271,7 +254,7 @@ class DevicePainter:
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
         v4 = self.opencv < 5
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
-            src = self._read(batch, k, n, coverage=v4)  # (n, 3 or 4, Hmax, Wmax) float32
+            src = self._read(batch, k, n)  # (n, 4, Hmax, Wmax) float32
             roi = batch.warp_roi[:n, k]
             whole = batch.warp_whole[:n, k, None, None]
             any_whole = batch.slot_whole[k] if batch.slot_whole else True
@@ -282,14 +265,12 @@ class DevicePainter:
                 below = canvas[:n, :, l0 : l0 + h]  # (n, 3, h, S) uint8 view
                 if v4:
                     got, write = self._sample_v4(batch, src, k, n, xs[:n], y, roi, whole)
-                    rgb, cov = got[:, :3], got[:, 3:]
                 else:
-                    grid = self._grid_v5(batch, src, k, n, xs[:n], y, roi)
-                    rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-                    cov = _crop_coverage(grid, batch.warp_crop[:n, k], src.shape[-2], src.shape[-1])
+                    got = F.grid_sample(src, self._grid_v5(batch, src, k, n, xs[:n], y, roi),
+                                        mode="bilinear", padding_mode="zeros", align_corners=False)
                     write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
                 base = torch.where(whole[:, None], fill, below) if any_whole else below
-                val = torch.addcmul(rgb, base, 1.0 - cov)  # convex: no clamp
+                val = torch.addcmul(got[:, :3], base, 1.0 - got[:, 3:])  # convex: no clamp
                 val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
                 if write is not None:
                     val = torch.where(write[:, None], val, below)
@@ -364,7 +345,7 @@ class DevicePainter:
         out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
-    def _read(self, batch: PlanBatch, k: int, n: int, coverage: bool = True) -> torch.Tensor:
+    def _read(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
         """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask.
 
         The crop indicator is separable (a row vector times a column vector),
@@ -381,10 +362,6 @@ class DevicePainter:
         ys = torch.arange(hmax, device=src.device)[None, :, None]
         cols = ((xs >= crop[:, 0]) & (xs < crop[:, 2])).to(torch.float32)  # (n, 1, 1, Wmax)
         rows = ((ys >= crop[:, 1]) & (ys < crop[:, 3])).to(torch.float32)  # (n, 1, Hmax, 1)
-        if not coverage:  # RGB only: the coverage of the crop is computed from the grid (_crop_coverage)
-            out = torch.empty((n, 3, hmax, wmax), dtype=torch.float32, device=src.device)
-            torch.mul(src.permute(0, 3, 1, 2), rows * cols, out=out)
-            return out
         out = torch.empty((n, 4, hmax, wmax), dtype=torch.float32, device=src.device)
         torch.mul(rows, cols, out=out[:, 3:])
         torch.mul(src.permute(0, 3, 1, 2), out[:, 3:], out=out[:, :3])  # uint8 * float32 -> float32
