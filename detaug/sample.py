@@ -62,6 +62,22 @@ def _check_objects(boxes: NDArray[np.float32], weights: NDArray[np.float32]) -> 
         raise ValueError(f"weights: row {i} is {float(weights[i])!r}, expected a weight in (0, 1]")
 
 
+def _check_fields(obj: Any) -> None:
+    """Shapes and dtypes of the per-object fields of a Sample or Labels; freezes ``meta`` (in place, at init)."""
+    b = obj.boxes
+    if b.dtype != np.float32 or b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes: expected (N, 4) float32, got {b.shape} {b.dtype}")
+    n = b.shape[0]
+    if obj.classes.dtype != np.int64 or obj.classes.shape != (n,):
+        raise ValueError(f"classes: expected ({n},) int64, got {obj.classes.shape} {obj.classes.dtype}")
+    if obj.weights.dtype != np.float32 or obj.weights.shape != (n,):
+        raise ValueError(f"weights: expected ({n},) float32, got {obj.weights.shape} {obj.weights.dtype}")
+    if obj.polygons is not None and len(obj.polygons) != n:
+        raise ValueError(f"polygons: expected {n} polygons, got {len(obj.polygons)}")
+    if not isinstance(obj.meta, MappingProxyType):
+        object.__setattr__(obj, "meta", MappingProxyType(dict(obj.meta)))
+
+
 @dataclass(frozen=True, eq=False)
 class Sample:
     """One image and its objects.
@@ -95,18 +111,7 @@ class Sample:
             raise ValueError(f"image: expected uint8, got {img.dtype}")
         if not img.flags.c_contiguous:
             raise ValueError("image: must be C-contiguous")
-        b = self.boxes
-        if b.dtype != np.float32 or b.ndim != 2 or b.shape[1] != 4:
-            raise ValueError(f"boxes: expected (N, 4) float32, got {b.shape} {b.dtype}")
-        n = b.shape[0]
-        if self.classes.dtype != np.int64 or self.classes.shape != (n,):
-            raise ValueError(f"classes: expected ({n},) int64, got {self.classes.shape} {self.classes.dtype}")
-        if self.weights.dtype != np.float32 or self.weights.shape != (n,):
-            raise ValueError(f"weights: expected ({n},) float32, got {self.weights.shape} {self.weights.dtype}")
-        if self.polygons is not None and len(self.polygons) != n:
-            raise ValueError(f"polygons: expected {n} polygons, got {len(self.polygons)}")
-        if not isinstance(self.meta, MappingProxyType):
-            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        _check_fields(self)
 
     @classmethod
     def create(
@@ -237,17 +242,7 @@ class Labels:
     def __post_init__(self) -> None:
         h, w = (int(v) for v in self.size)
         object.__setattr__(self, "size", (h, w))
-        n = self.boxes.shape[0]
-        if self.boxes.dtype != np.float32 or self.boxes.shape != (n, 4):
-            raise ValueError(f"boxes: expected (N, 4) float32, got {self.boxes.shape} {self.boxes.dtype}")
-        if self.classes.dtype != np.int64 or self.classes.shape != (n,):
-            raise ValueError(f"classes: expected ({n},) int64, got {self.classes.shape} {self.classes.dtype}")
-        if self.weights.dtype != np.float32 or self.weights.shape != (n,):
-            raise ValueError(f"weights: expected ({n},) float32, got {self.weights.shape} {self.weights.dtype}")
-        if self.polygons is not None and len(self.polygons) != n:
-            raise ValueError(f"polygons: expected {n} polygons, got {len(self.polygons)}")
-        if not isinstance(self.meta, MappingProxyType):
-            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        _check_fields(self)
 
     num_objects = Sample.num_objects
     select = Sample.select

@@ -156,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                f"vs OpenCV: max {d.max()}, within 2: {100 * (d <= 2).mean():.3f}%, mean {d.mean():.4f}")
 
     def end_to_end(output: str) -> None:
-        data_ds = MixDataset(data, cfg, seed=0, output=output)
+        """output: "plan" (shipped sources), "plan-bank" (indices only, the bank) or "sample" (OpenCV in workers)."""
+        data_ds = MixDataset(data, cfg, seed=0, output="sample" if output == "sample" else "plan",
+                             ship_sources=output != "plan-bank")
         loader = DataLoader(data_ds, batch_size=b, sampler=EpochSampler(data_ds), num_workers=args.workers,
-                            collate_fn=collate_plans if output == "plan" else collate,
+                            collate_fn=collate if output == "sample" else collate_plans,
                             pin_memory=dev.type == "cuda", prefetch_factor=2 if args.workers else None,
                             persistent_workers=False)
+        p = bank_painter[0] if output == "plan-bank" else painter
         n, t0, warm = 0, 0.0, 2
         it = iter(loader)
         for i in range(warm + args.loader_batches):
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             except StopIteration:
                 it = iter(loader)
                 x = next(it)
-            out = painter(x.to(dev)) if output == "plan" else x.to(dev)
+            out = x.to(dev) if output == "sample" else p(x.to(dev))
             if i == warm - 1:
                 sync(dev)
                 t0 = time.perf_counter()
@@ -177,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                 n += out.batch_size
         sync(dev)
         dt = time.perf_counter() - t0
-        name = "e2e-plan" if output == "plan" else "e2e-opencv"
-        how = "workers plan, device paints" if output == "plan" else "workers paint with OpenCV (baseline)"
+        name, how = {"plan": ("e2e-plan", "workers plan, device paints"),
+                     "plan-bank": ("e2e-plan-bank", "workers plan (indices only), device paints from the bank"),
+                     "sample": ("e2e-opencv", "workers paint with OpenCV (baseline)")}[output]
         report(name, f"{n / dt:.0f} samples/s", f"{args.workers} workers, B={b}, {how}")
 
     ids_batches: list = []
@@ -211,35 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         same = torch.equal(p(ids_batches[0].to(dev)).images, painter(batches[0].to(dev)).images) if batches else False
         report("bank-parity", "ok" if same else "FAILED", "bank-painted batch equals the shipped-sources one")
 
-    def end_to_end_bank() -> None:
-        ids_ds = MixDataset(data, cfg, seed=0, output="plan", ship_sources=False)
-        loader = DataLoader(ids_ds, batch_size=b, sampler=EpochSampler(ids_ds), num_workers=args.workers,
-                            collate_fn=collate_plans, pin_memory=dev.type == "cuda",
-                            prefetch_factor=2 if args.workers else None)
-        p = bank_painter[0]
-        n, t0, warm = 0, 0.0, 2
-        it = iter(loader)
-        for i in range(warm + args.loader_batches):
-            try:
-                x = next(it)
-            except StopIteration:
-                it = iter(loader)
-                x = next(it)
-            out = p(x.to(dev))
-            if i == warm - 1:
-                sync(dev)
-                t0 = time.perf_counter()
-            elif i >= warm:
-                n += out.batch_size
-        sync(dev)
-        report("e2e-plan-bank", f"{n / (time.perf_counter() - t0):.0f} samples/s",
-               f"{args.workers} workers, B={b}, workers plan (indices only), device paints from the bank")
-
     stage("loader-1core", loader_one_core)
     stage("paint", paint_on_device)
     stage("parity", parity)
     stage("bank", bank_stages)
-    stage("e2e-plan-bank", end_to_end_bank)
+    stage("e2e-plan-bank", lambda: end_to_end("plan-bank"))
     stage("e2e-plan", lambda: end_to_end("plan"))
     stage("e2e-opencv", lambda: end_to_end("sample"))
     print("\n| stage | result | note |\n| --- | --- | --- |")

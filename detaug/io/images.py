@@ -90,17 +90,8 @@ _ORIENTED_BY_DETAUG = frozenset({"jpeg", "png", "webp"})
 _available_memory = available_memory  # old private name
 
 
-class ImageError(ValueError):
+class ImageError(FileProblem):
     """An image could not be used. ``kind`` is a problem kind of :mod:`detaug.io.validate`."""
-
-    def __init__(self, kind: str, path: str | os.PathLike[str], message: str) -> None:
-        self.kind = kind
-        self.path = str(path)
-        self.detail = message
-        super().__init__(f"{self.path}: {kind}: {message}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
-        return type(self), (self.kind, self.path, self.detail)
 
     def to_problem(self) -> V.Problem:
         """This error as a :class:`~detaug.io.validate.Problem`."""
