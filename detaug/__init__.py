@@ -1,30 +1,50 @@
-"""detaug: object-detection augmentation for YOLO-style training."""
+"""detaug: object-detection augmentation for YOLO-style training.
 
-from detaug.batch import Batch, collate
-from detaug.batch_transforms import BatchHSV, BatchMixer, DevicePainter, SourceBank, collate_plans
-from detaug.config import AugmentConfig
-from detaug.data import CocoDataset, MixDataset, YoloDataset
-from detaug.io.validate import DatasetError
-from detaug.plan import SamplePlan
-from detaug.sample import Labels, Sample
-from detaug.sampler import EpochSampler
+The names below are imported on first use (PEP 562), so ``import detaug.io``
+or ``detaug.sample`` does not pull in torch and the batch stage.
 
-__all__ = [
-    "Sample",
-    "Labels",
-    "SamplePlan",
-    "DatasetError",
-    "YoloDataset",
-    "CocoDataset",
-    "AugmentConfig",
-    "MixDataset",
-    "EpochSampler",
-    "collate",
-    "Batch",
-    "BatchMixer",
-    "BatchHSV",
-    "collate_plans",
-    "DevicePainter",
-    "SourceBank",
-]
+>>> import detaug
+>>> detaug.Sample.__name__, "MixDataset" in detaug.__all__
+('Sample', True)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "Sample": "detaug.sample",
+    "Labels": "detaug.sample",
+    "SamplePlan": "detaug.plan",
+    "DatasetError": "detaug.io.validate",
+    "YoloDataset": "detaug.data",
+    "CocoDataset": "detaug.data",
+    "AugmentConfig": "detaug.config",
+    "MixDataset": "detaug.mix_dataset",
+    "EpochSampler": "detaug.sampler",
+    "collate": "detaug.batch",
+    "Batch": "detaug.batch",
+    "BatchMixer": "detaug.batch_transforms",
+    "BatchHSV": "detaug.batch_transforms",
+    "collate_plans": "detaug.batch_transforms",
+    "DevicePainter": "detaug.batch_transforms",
+    "SourceBank": "detaug.batch_transforms",
+}
+
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'detaug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

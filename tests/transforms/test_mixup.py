@@ -87,7 +87,11 @@ def test_weights_recover_the_pixel_blend(seed: int, alpha: float):
     da = a.image.astype(np.float64) - b.image.astype(np.float64)
     db = out.image.astype(np.float64) - b.image.astype(np.float64)
     lam_px = float((da * db).sum() / (da * da).sum())
-    assert abs(lam_px - float(lam_a[0])) < 2e-3
+    # out = lam * a + (1 - lam) * b + e with |e| <= 0.5 per pixel (rounding; lam itself is exact in float32),
+    # so the least-squares lam is off by (da . e) / (da . da), at most 0.5 * sum|da| / sum da^2.
+    bound = 0.5 * np.abs(da).sum() / (da * da).sum() + 1e-6
+    assert abs(lam_px - float(lam_a[0])) <= bound
+    assert bound < 1e-2  # random images: the check stays sharp (at most 4e-3 over 1,200 seeds)
     assert np.all(out.weights > 0) and np.all(out.weights <= 1)
 
 
