@@ -218,14 +218,7 @@ class DetectionDataset(torch.utils.data.Dataset):
             orig = (int(self._sizes[index, 0]), int(self._sizes[index, 1]))
         h, w = img.shape[:2]
         boxes, classes, polygons = self._labels.get(index, w, h)
-        meta = {
-            "path": str(self._files[index]),
-            "label_path": str(self._label_files[index]) or None,
-            "orig_size": orig,
-            "size": (h, w),
-            "id": self._ids[index].item(),
-            "index": index,
-        }
+        meta = self._meta(index, orig, (h, w))
         return Sample(image=img, boxes=boxes, classes=classes, weights=np.ones(len(classes), np.float32),
                       polygons=polygons, meta=meta)
 
@@ -242,15 +235,19 @@ class DetectionDataset(torch.utils.data.Dataset):
         h0, w0 = (int(v) for v in self._sizes[i])
         h, w = resized_shape(h0, w0, self.img_size)
         boxes, classes, polygons = self._labels.get(i, w, h)
-        meta = {
-            "path": str(self._files[i]),
-            "label_path": str(self._label_files[i]) or None,
-            "orig_size": (h0, w0),
-            "size": (h, w),
-            "id": self._ids[i].item(),
-            "index": i,
+        return Labels((h, w), boxes, classes, np.ones(len(classes), np.float32), polygons,
+                      self._meta(i, (h0, w0), (h, w)))
+
+    def _meta(self, index: int, orig: tuple[int, int], size: tuple[int, int]) -> dict[str, Any]:
+        """The meta of item ``index`` (see :meth:`__getitem__`), served at ``size`` (h, w)."""
+        return {
+            "path": str(self._files[index]),
+            "label_path": str(self._label_files[index]) or None,
+            "orig_size": orig,
+            "size": size,
+            "id": self._ids[index].item(),
+            "index": index,
         }
-        return Labels((h, w), boxes, classes, np.ones(len(classes), np.float32), polygons, meta)
 
     def __getitem__(self, index: int) -> Sample:
         """Item ``index`` as a Sample; an undecodable image is replaced by the next good index.

@@ -112,13 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     batches: list = []
     painter = DevicePainter()
 
-    def loader_one_core() -> None:
+    def collate_one_core(source: MixDataset, out: list) -> float:
+        """Collate every timed key of ``source`` into ``out`` on one thread; returns the seconds taken."""
         torch.set_num_threads(1)
         t0 = time.perf_counter()
         for i in range(0, len(keys), b):
-            batches.append(collate_plans([ds[k] for k in keys[i : i + b]], pin_memory=dev.type == "cuda"))
+            out.append(collate_plans([source[k] for k in keys[i : i + b]], pin_memory=dev.type == "cuda"))
         dt = time.perf_counter() - t0
         torch.set_num_threads(os.cpu_count() or 1)
+        return dt
+
+    def loader_one_core() -> None:
+        dt = collate_one_core(ds, batches)
         u = np.mean([x.sources.shape[0] for x in batches])
         report("loader-1core", f"{len(keys) / dt:.0f} samples/s", f"plan+fetch+collate_plans, {u:.0f} unique sources/batch")
 
@@ -189,13 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     bank_painter: list = []
 
     def bank_stages() -> None:
-        ids_ds = MixDataset(data, cfg, seed=0, output="plan", ship_sources=False)
-        torch.set_num_threads(1)
-        t0 = time.perf_counter()
-        for i in range(0, len(keys), b):
-            ids_batches.append(collate_plans([ids_ds[k] for k in keys[i : i + b]], pin_memory=dev.type == "cuda"))
-        dt = time.perf_counter() - t0
-        torch.set_num_threads(os.cpu_count() or 1)
+        dt = collate_one_core(MixDataset(data, cfg, seed=0, output="plan", ship_sources=False), ids_batches)
         report("loader-1core-ids", f"{len(keys) / dt:.0f} samples/s", "plan + collate_plans, no pixels shipped")
         t0 = time.perf_counter()
         bank = SourceBank.from_dataset(data, dev)

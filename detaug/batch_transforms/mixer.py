@@ -55,6 +55,7 @@ from detaug.batch_transforms.kernels import mix_images
 from detaug.batch_transforms.sampling import random_cycle, sample_beta
 from detaug.sample import Labels
 from detaug.transforms.cutmix import cutmix_labels
+from detaug.transforms.limits import check_range
 from detaug.transforms.mixup import LAM_EPS, mixup_labels
 
 __all__ = ["BatchMixer", "BatchMixParams"]
@@ -188,14 +189,12 @@ class BatchMixer(BatchTransform[BatchMixParams]):
         fill: int | Sequence[int] = DEFAULT_FILL,
     ) -> None:
         super().__init__(generator, seed)
-        for name, p in (("mixup", mixup), ("cutmix", cutmix)):
-            if not (0.0 <= p <= 1.0):
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        check_range("mixup", mixup)
+        check_range("cutmix", cutmix)
         for name, v in (("mixup_alpha", mixup_alpha), ("mixup_beta", mixup_beta), ("cutmix_alpha", cutmix_alpha)):
             if not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be > 0, got {v}")
-        if not (0.0 <= min_visible <= 1.0):
-            raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
+        check_range("min_visible", min_visible)
         if output_dtype is not None and output_dtype not in (torch.float16, torch.float32, torch.bfloat16):
             raise ValueError(f"output_dtype must be None, torch.float16, torch.bfloat16 or torch.float32, got {output_dtype}")
         self.mixup = float(mixup)

@@ -63,6 +63,11 @@ _CAT_KEYS = ("cls", "bboxes", "weights")
 REPLAY_META = ("epoch", "index", "seed", "tiles", "mixed_with")
 
 
+def replay_info(meta: Any) -> dict[str, Any]:
+    """The entries of a sample's meta that replay it (``batch["detaug"]``): epoch, index, seed, tiles, mixed_with."""
+    return {k: meta[k] for k in REPLAY_META if k in meta}
+
+
 class _SampleSource(Protocol):
     def __len__(self) -> int: ...
 
@@ -93,7 +98,7 @@ def sample_to_ultralytics(sample: Sample, single_cls: bool = False) -> dict[str,
         "ori_shape": ori,
         "resized_shape": (h, w),
         "ratio_pad": ratio_pad,
-        "detaug": {k: meta[k] for k in REPLAY_META if k in meta},
+        "detaug": replay_info(meta),
     }
 
 

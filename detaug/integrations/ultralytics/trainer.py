@@ -56,7 +56,7 @@ from detaug.batch_transforms.plan_batch import PlanBatch
 from detaug.batch_transforms.source_bank import SourceBank
 from detaug.config import AugmentConfig
 from detaug.data import YoloDataset
-from detaug.integrations.ultralytics.dataset import REPLAY_META, FirstItems, UltralyticsDataset
+from detaug.integrations.ultralytics.dataset import FirstItems, UltralyticsDataset, replay_info
 from detaug.integrations.ultralytics.losses import require_ultralytics, weighted_criterion
 from detaug.loss import WEIGHTINGS, check_weighting
 from detaug.mix_dataset import MixDataset
@@ -284,7 +284,7 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
             yolo = painted.to_yolo()
             if self.args.single_cls:
                 yolo["cls"] = torch.zeros_like(yolo["cls"])
-            yolo["detaug"] = tuple({k: m[k] for k in REPLAY_META if k in m} for m in metas)
+            yolo["detaug"] = tuple(replay_info(m) for m in metas)
             batch = yolo
         return super().preprocess_batch(batch)
 
