@@ -231,8 +231,8 @@ class MixDataset(torch.utils.data.Dataset):
 
     def streams(self, index: int, epoch: int | None = None) -> list[np.random.Generator]:
         """The per-stage generators of item ``index``: [pre-transform, mixup, cutmix, colour/flip/extra]."""
-        ss = np.random.SeedSequence([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
-        return [np.random.default_rng(child) for child in ss.spawn(4)]
+        e = self.epoch if epoch is None else int(epoch)
+        return [self._stream(int(index), e, stage) for stage in range(4)]
 
     def _stream(self, index: int, epoch: int, stage: int) -> np.random.Generator:
         """``streams(index, epoch)[stage]`` alone (the same generator: child ``stage`` of the item's SeedSequence)."""

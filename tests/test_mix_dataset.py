@@ -213,3 +213,10 @@ def test_set_epoch_reaches_persistent_workers():
         for i, s in enumerate(got):
             same(s, ref[i])
 
+
+
+def test_streams_are_the_documented_seedsequence_children():
+    ds = MixDataset(make_data(), FULL, seed=5)
+    children = np.random.SeedSequence([5, 3, 2]).spawn(4)
+    for got, child in zip(ds.streams(2, 3), children, strict=True):
+        assert got.random(4).tolist() == np.random.default_rng(child).random(4).tolist()
