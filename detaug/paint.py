@@ -32,15 +32,6 @@ from detaug.transforms.photometric import apply_hsv, flip_image
 __all__ = ["paint"]
 
 
-def _check_images(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> None:
-    if len(images) != plan.num_sources:
-        raise ValueError(f"images: the plan reads {plan.num_sources} sources, got {len(images)} images")
-    for k, (img, hw) in enumerate(zip(images, plan.source_sizes, strict=True)):
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or tuple(img.shape[:2]) != tuple(hw):
-            raise ValueError(f"images: source {k} (dataset index {plan.sources[k]}) should be a {hw[0]}x{hw[1]}x3 "
-                             f"uint8 image, got {img.shape} {img.dtype}")
-
-
 def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
     """The item's image: (size, size, 3) uint8 RGB, C-contiguous, a new array.
 
@@ -49,7 +40,7 @@ def paint(plan: SamplePlan, images: Sequence[NDArray[np.uint8]]) -> NDArray[np.u
         images: one (h, w, 3) uint8 RGB image per ``plan.sources`` entry, of
             the size recorded in ``plan.source_sizes``; not modified.
     """
-    _check_images(plan, images)
+    plan.check_images(images)
     s, fill = plan.size, plan.fill
     img = paint_canvas(plan.canvases[0], images, s, fill)
     if plan.blend is not None:

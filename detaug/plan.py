@@ -45,6 +45,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from detaug.canvas import CanvasPlan, TileWarp
 from detaug.sample import Labels
 
@@ -120,6 +122,16 @@ class SamplePlan:
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.size, self.fill, self.sources, self.source_sizes, self.canvases, self.labels,
                              self.blend, self.paste, self.hsv, self.flip_lr, self.flip_ud))
+
+    def check_images(self, images: Any) -> None:
+        """ValueError unless ``images`` is one (h, w, 3) uint8 array per source, of the size in ``source_sizes``."""
+        if len(images) != self.num_sources:
+            raise ValueError(f"images: the plan reads {self.num_sources} sources, got {len(images)} images")
+        for k, (img, hw) in enumerate(zip(images, self.source_sizes, strict=True)):
+            if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (hw[0], hw[1], 3)):
+                raise ValueError(f"images: source {k} (dataset index {self.sources[k]}) should be a "
+                                 f"{hw[0]}x{hw[1]}x3 uint8 image, got {getattr(img, 'shape', None)} "
+                                 f"{getattr(img, 'dtype', type(img).__name__)}")
 
     def describe(self) -> str:
         """A few human-readable lines: sources, canvases, mixing, colour, flips, objects."""

@@ -207,12 +207,10 @@ def _item(item: Any, i: int) -> tuple[SamplePlan, Sequence[NDArray[np.uint8]]]:
         raise ValueError(f"items[{i}]: expected a SamplePlan first, got {type(plan).__name__}")
     if len(images) == 0 and plan.num_sources:
         return plan, images  # no pixels shipped: the painter's SourceBank has them
-    if len(images) != plan.num_sources:
-        raise ValueError(f"items[{i}]: the plan reads {plan.num_sources} sources, got {len(images)} images")
-    for k, (img, hw) in enumerate(zip(images, plan.source_sizes, strict=True)):
-        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.shape == (hw[0], hw[1], 3)):
-            raise ValueError(f"items[{i}]: source {k} should be a {hw[0]}x{hw[1]}x3 uint8 array, "
-                             f"got {getattr(img, 'shape', None)} {getattr(img, 'dtype', type(img).__name__)}")
+    try:
+        plan.check_images(images)
+    except ValueError as e:
+        raise ValueError(f"items[{i}]: {e}") from None
     return plan, images
 
 
