@@ -11,13 +11,14 @@ import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
 
+from detaug.allocator import retain_freed_memory
 from detaug.canvas import CanvasPlan, TileWarp
 from detaug.config import AugmentConfig
 from detaug.geometry import scaling
 from detaug.paint import paint
 from detaug.plan import Blend, Paste, SamplePlan
 from detaug.sample import Labels, Sample
-from detaug.sampler import EpochBlocks, as_key
+from detaug.sampler import EpochOrder, as_key
 from detaug.transforms.affine import warp_labels
 from detaug.transforms.base import Transform
 from detaug.transforms.cutmix import cutmix_labels
@@ -44,26 +45,33 @@ class MixDataset(torch.utils.data.Dataset):
     :class:`PlannedItem` (the plan and its source images) instead, for a
     painter on the trainer's device (:mod:`detaug.batch_transforms`).
 
-    Randomness: item ``i`` of epoch ``e`` draws everything -- partner indices and
-    every parameter -- from ``np.random.SeedSequence([seed, e, i])``, one child
-    stream per stage (so switching MixUp on does not change the Mosaic of the
-    same item). Any sample of any epoch replays exactly, whatever the number of
-    workers, their assignment or the distributed rank.
+    Keys: a sample is named by its *position* in an epoch, ``ds[p]`` (the
+    epoch set by :meth:`set_epoch`) or ``ds[(epoch, p)]``. Position ``p`` of
+    epoch ``e`` shows dataset item ``ds.orders.index(e, p)``, a permutation
+    of the items drawn from ``(seed, e)`` (:class:`~detaug.sampler.EpochOrder`;
+    the identity with ``shuffle=False``), so reading positions 0..n-1 is one
+    shuffled epoch. :meth:`key_of` gives the key of an item's sample, and the
+    sample's meta carries both its ``index`` and its ``position``.
 
-    Decodes: each process keeps its last ``buffer`` source Samples read (at
-    most ``buffer_bytes`` of images; a pure cache, outputs do not change), and
-    :attr:`stats` counts items served and dataset reads. With
-    ``partners="uniform"`` (the default) Mosaic/MixUp/CutMix partners are
-    drawn from the whole dataset, so an uncached dataset costs about one read
-    per tile. With ``partners="block"`` they are drawn from the item's block
-    of ``block`` consecutive positions in the epoch's order
-    (:class:`~detaug.sampler.EpochBlocks`): an
-    :class:`~detaug.sampler.EpochSampler` (same seed) visits that order and a
-    DataLoader gives each worker whole batches, so with ``block`` dividing the
-    batch size every source is read about once per epoch. The key of a sample
-    stays ``(seed, epoch, index)`` in both modes (its block is a function of
-    them), so replay is exact; any other sampler is still correct, with fewer
-    buffer hits. The two modes give different samples.
+    Randomness: item ``i`` of epoch ``e`` draws every parameter (and its
+    partners' place in its block) from ``np.random.SeedSequence([seed, e, i])``,
+    one child stream per stage (so switching MixUp on does not change the
+    Mosaic of the same item). Any sample of any epoch replays exactly,
+    whatever the number of workers, their assignment or the distributed rank.
+
+    Decodes: with ``partners="block"`` (the default) an item's
+    Mosaic/MixUp/CutMix partners are drawn from its block of ``block``
+    consecutive positions, and each process keeps its last ``buffer`` source
+    Samples read (at most ``buffer_bytes`` of images; a pure cache, outputs
+    do not change). Reading positions in order -- a loop, a DataLoader with
+    :class:`~detaug.sampler.EpochSampler` or a sequential sampler, which give
+    each worker whole batches -- therefore reads each source about once per
+    epoch when ``block`` divides the batch size, as Ultralytics' buffer of
+    recent images does, but replayable. A shuffling sampler is still
+    correct, with fewer buffer hits. With ``partners="uniform"`` partners
+    come from the whole dataset (about one read per tile of an uncached
+    dataset; different samples). :attr:`stats` counts items served and
+    dataset reads.
 
     Args:
         dataset: map-style dataset whose items are Samples.
@@ -78,7 +86,9 @@ class MixDataset(torch.utils.data.Dataset):
             from a :class:`~detaug.batch_transforms.source_bank.SourceBank`
             (False; a dataset with ``labels_of``, e.g. YoloDataset, is then
             planned from its label table without decoding any image).
-        partners: ``"uniform"`` or ``"block"`` (see above).
+        shuffle: visit the items in a new random order every epoch (True) or
+            in index order (False; then position = index).
+        partners: ``"block"`` or ``"uniform"`` (see above).
         block: block size for ``partners="block"`` (a divisor of the batch size).
         buffer: how many decoded source Samples each process keeps (0: none;
             the default, 128, is Ultralytics' buffer for a batch of 16).
@@ -89,8 +99,10 @@ class MixDataset(torch.utils.data.Dataset):
     >>> data = [Sample.create(np.full((48, 64, 3), 40 * i, np.uint8), [[8, 8, 40, 30]], [i]) for i in range(4)]
     >>> ds = MixDataset(data, AugmentConfig(img_size=64, mixup=0.5), seed=7)
     >>> a, b = ds[2], ds[2]
-    >>> a.image.shape, bool((a.image == b.image).all()), a.meta["index"]
-    ((64, 64, 3), True, 2)
+    >>> a.image.shape, bool((a.image == b.image).all()), a.meta["position"], a.meta["index"] == ds.orders.index(0, 2)
+    ((64, 64, 3), True, 2, True)
+    >>> ds[ds.key_of(a.meta["index"])].image.tobytes() == a.image.tobytes()
+    True
     """
 
     def __init__(
@@ -101,7 +113,8 @@ class MixDataset(torch.utils.data.Dataset):
         extra: Sequence[Transform[Any]] = (),
         output: str = "sample",
         ship_sources: bool = True,
-        partners: str = "uniform",
+        shuffle: bool = True,
+        partners: str = "block",
         block: int = 16,
         buffer: int = 128,
         buffer_bytes: int = 256 << 20,
@@ -125,12 +138,13 @@ class MixDataset(torch.utils.data.Dataset):
         for name, v, lo in (("block", block, 1), ("buffer", buffer, 0), ("buffer_bytes", buffer_bytes, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
-        if not isinstance(ship_sources, bool):
-            raise ValueError(f"ship_sources: expected a bool, got {ship_sources!r}")
+        for name, flag in (("ship_sources", ship_sources), ("shuffle", shuffle)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}: expected a bool, got {flag!r}")
         self.output = output
         self.ship_sources = ship_sources
         self.partners = partners
-        self.blocks = EpochBlocks(int(seed), len(dataset), int(block))
+        self.orders = EpochOrder(int(seed), len(dataset), int(block), shuffle)
         self._buffer = _Buffer(int(buffer), int(buffer_bytes))
         # Per-process counters [items, reads] in shared memory: row 0 the main
         # process, row 1 + w DataLoader worker w (persistent ones included).
@@ -147,6 +161,11 @@ class MixDataset(torch.utils.data.Dataset):
         self.box_filter, self.affine, self.mosaic4, self.mosaic9 = p.box_filter, p.affine, p.mosaic4, p.mosaic9
         self.mixup, self.cutmix, self.hsv, self.fliplr, self.flipud = p.mixup, p.cutmix, p.hsv, p.fliplr, p.flipud
         self.fill = p.fill
+        retain_freed_memory()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        retain_freed_memory()  # a spawned DataLoader worker is a new process
 
     @property
     def names(self) -> list[str] | None:
@@ -203,15 +222,33 @@ class MixDataset(torch.utils.data.Dataset):
             self._buffer.put(index, sample)
         return sample
 
-    def _draw(self, rng: np.random.Generator, index: int, epoch: int, k: int) -> list[int]:
-        """``k`` partner indices of item ``index`` (``partners="block"``: from its block, never itself
-        unless the block is just the item)."""
-        members = self.blocks.members(epoch, index)
-        m = len(members)
+    def _draw(self, rng: np.random.Generator, index: int, block: NDArray[np.int64] | None, k: int) -> list[int]:
+        """``k`` partner indices of item ``index``: from ``block`` (never the item itself unless
+        the block is just the item), or from the whole dataset when ``block`` is None."""
+        if block is None:
+            return [int(j) for j in rng.integers(0, len(self.dataset), size=k)]
+        m = len(block)
         if m == 1:
             return [int(index)] * k
-        own = int(np.flatnonzero(members == index)[0])
-        return [int(members[(own + 1 + int(o)) % m]) for o in rng.integers(0, m - 1, size=k)]
+        own = int(np.flatnonzero(block == index)[0])
+        return [int(block[(own + 1 + int(o)) % m]) for o in rng.integers(0, m - 1, size=k)]
+
+    def key_of(self, index: int, epoch: int | None = None) -> tuple[int, int]:
+        """The key ``(epoch, position)`` of dataset item ``index``'s sample in ``epoch`` (default: the current one).
+
+        >>> import numpy as np
+        >>> from detaug import Sample
+        >>> data = [Sample.create(np.zeros((8, 8, 3), np.uint8), [[1, 1, 6, 6]], [0]) for _ in range(5)]
+        >>> ds = MixDataset(data, AugmentConfig(img_size=8), seed=3)
+        >>> e, p = ds.key_of(4, epoch=2)
+        >>> e, ds.orders.index(e, p)
+        (2, 4)
+        """
+        e = self.epoch if epoch is None else int(epoch)
+        n = len(self.dataset)
+        if not 0 <= int(index) < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n}")
+        return e, self.orders.position(e, int(index))
 
     @property
     def epoch(self) -> int:
@@ -239,18 +276,15 @@ class MixDataset(torch.utils.data.Dataset):
         ss = np.random.SeedSequence([self.seed, epoch, index], spawn_key=(stage,))
         return np.random.Generator(np.random.PCG64(ss))
 
-    def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources, epoch: int
-             ) -> tuple[Labels, CanvasPlan, tuple[int, ...]]:
+    def _pre(self, index: int, rng: np.random.Generator, mixing: bool, sources: _Sources,
+             block: NDArray[np.int64] | None) -> tuple[Labels, CanvasPlan, tuple[int, ...]]:
         """Mosaic + affine (one warp per tile), or the affine alone: labels, canvas (warps read
         dataset indices) and the tile indices."""
-        c, n = self.config, len(self.dataset)
+        c = self.config
         sample = sources.get(index)
         if mixing and c.mosaic > 0 and rng.random() < c.mosaic:
             mosaic = self.mosaic9 if (c.mosaic9 > 0 and rng.random() < c.mosaic9) else self.mosaic4
-            if self.partners == "block":
-                idx = self._draw(rng, index, epoch, mosaic.num_partners)
-            else:
-                idx = [int(j) for j in rng.integers(0, n, size=mosaic.num_partners)]
+            idx = self._draw(rng, index, block, mosaic.num_partners)
             inputs = [sample] + [sources.get(j) for j in idx]
             labels, canvas = mosaic.plan(inputs, mosaic.sample_params(rng, sample, inputs[1:]))
             tiles = (int(index), *idx)
@@ -265,22 +299,23 @@ class MixDataset(torch.utils.data.Dataset):
         return labels, CanvasPlan((TileWarp(int(index), (0, 0, w, h), m, whole=True),)), (int(index),)
 
     def _plan(self, key: Any, sources: _Sources) -> SamplePlan:
-        epoch, index = as_key(key, self.epoch)
+        epoch, position = as_key(key, self.epoch)
         n = len(self.dataset)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n}")
-        index = int(index) % n
+        if not -n <= position < n:
+            raise IndexError(f"position {position} out of range for a dataset of {n}")
+        position = int(position) % n
+        index = self.orders.index(epoch, position)
+        block = self.orders.members(epoch, position) if self.partners == "block" else None
         c = self.config
         mixing = c.mixing_active(epoch)
-        labels, canvas, tiles = self._pre(index, self._stream(index, epoch, 0), mixing, sources, epoch)
-        block = self.partners == "block"
+        labels, canvas, tiles = self._pre(index, self._stream(index, epoch, 0), mixing, sources, block)
         canvases = [canvas]
         blend = paste = None
         mixed_with: list[tuple[str, tuple[int, ...]]] = []
         r_mixup = self._stream(index, epoch, 1) if mixing and c.mixup > 0 else None
         if r_mixup is not None and r_mixup.random() < c.mixup:
-            j = self._draw(r_mixup, index, epoch, 1)[0] if block else int(r_mixup.integers(0, n))
-            partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources, epoch)
+            j = self._draw(r_mixup, index, block, 1)[0]
+            partner, pcanvas, ptiles = self._pre(j, r_mixup, mixing, sources, block)
             lam = self.mixup.sample_params(r_mixup, labels, [partner]).lam
             labels = mixup_labels(labels, partner, lam)
             canvases.append(pcanvas)
@@ -288,8 +323,8 @@ class MixDataset(torch.utils.data.Dataset):
             mixed_with.append(("mixup", ptiles))
         r_cutmix = self._stream(index, epoch, 2) if mixing and c.cutmix > 0 else None
         if r_cutmix is not None and r_cutmix.random() < c.cutmix:
-            j = self._draw(r_cutmix, index, epoch, 1)[0] if block else int(r_cutmix.integers(0, n))
-            partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources, epoch)
+            j = self._draw(r_cutmix, index, block, 1)[0]
+            partner, pcanvas, ptiles = self._pre(j, r_cutmix, mixing, sources, block)
             rect = self.cutmix.sample_params(r_cutmix, labels, [partner]).rect
             if rect is not None:
                 rect_i = (int(rect[0]), int(rect[1]), int(rect[2]), int(rect[3]))
@@ -305,7 +340,7 @@ class MixDataset(torch.utils.data.Dataset):
             labels = flip_labels(labels, "horizontal")
         if flip_ud:
             labels = flip_labels(labels, "vertical")
-        labels = labels.with_meta(index=index, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with))
+        labels = labels.with_meta(index=index, position=position, epoch=epoch, seed=self.seed, tiles=tiles, mixed_with=tuple(mixed_with))
         # Sources: the dataset indices the canvases read, each once, in order of first use.
         used = list(dict.fromkeys(w.source for cv in canvases for w in cv.warps))
         slot = {j: k for k, j in enumerate(used)}
@@ -318,7 +353,7 @@ class MixDataset(torch.utils.data.Dataset):
         )
 
     def plan(self, key: int | tuple[int, int]) -> SamplePlan:
-        """The :class:`~detaug.plan.SamplePlan` of item ``key`` (an index or an ``(epoch, index)`` pair).
+        """The :class:`~detaug.plan.SamplePlan` of sample ``key`` (a position or an ``(epoch, position)`` pair).
 
         Labels are final (``extra`` transforms, which are opaque to a plan,
         are not in it); the source images are read to learn their sizes and
@@ -327,13 +362,13 @@ class MixDataset(torch.utils.data.Dataset):
         return self._plan(key, _Sources(self._fetch))
 
     def plan_with_images(self, key: int | tuple[int, int]) -> tuple[SamplePlan, list[NDArray[np.uint8]]]:
-        """The plan of item ``key`` and its source images (aligned with ``plan.sources``; read-only views)."""
+        """The plan of sample ``key`` and its source images (aligned with ``plan.sources``; read-only views)."""
         sources = _Sources(self._fetch)
         plan = self._plan(key, sources)
         return plan, [sources.get(j).image for j in plan.sources]
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample | PlannedItem:
-        """Item ``key``: an index (of the epoch set by :meth:`set_epoch`) or an ``(epoch, index)`` pair.
+        """Sample ``key``: a position (in the epoch set by :meth:`set_epoch`) or an ``(epoch, position)`` pair.
 
         The pair is what :class:`~detaug.sampler.EpochSampler` yields: the key
         itself says which epoch's sample is asked for, so no worker needs to be

@@ -17,7 +17,7 @@ MAX_LINES = 450
 # Layer of every module, lowest first (docs/ARCHITECTURE.md draws the same picture).
 # A module may import modules of its own layer or below; never above.
 LAYERS = [
-    ("boxes", "polygons", "transforms.limits", "sampler"),
+    ("boxes", "polygons", "transforms.limits", "sampler", "allocator"),
     ("geometry", "sample"),
     ("canvas", "io", "io.*"),
     ("transforms", "transforms.*"),

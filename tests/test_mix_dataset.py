@@ -1,4 +1,4 @@
-"""MixDataset: replay by (seed, epoch, index), workers, distributed ranks, schedule, properties."""
+"""MixDataset: replay by (seed, epoch, position), workers, distributed ranks, schedule, properties."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_replay_is_byte_identical_and_order_independent():
     for i in reversed(range(len(ds2))):
         same(ds2[i], forward[i])
     assert all(s.image.shape == (64, 64, 3) for s in forward)
-    assert forward[5].meta["index"] == 5 and forward[5].meta["seed"] == 3 and forward[5].meta["epoch"] == 0
+    assert forward[5].meta["position"] == 5 and forward[5].meta["seed"] == 3 and forward[5].meta["epoch"] == 0
+    assert sorted(s.meta["index"] for s in forward) == list(range(len(data)))  # positions 0..n-1: one epoch
 
 
 def test_epoch_and_seed_change_the_stream():
@@ -82,7 +83,7 @@ def test_close_mosaic_turns_mixing_off_for_the_last_epochs():
     assert len(s.meta["tiles"]) == 4 and len(s.meta["mixed_with"]) == 2
     ds.set_epoch(7)
     s = ds[1]
-    assert s.meta["tiles"] == (1,) and s.meta["mixed_with"] == ()
+    assert s.meta["tiles"] == (s.meta["index"],) and s.meta["mixed_with"] == ()
     assert (s.weights == 1).all()
 
 
@@ -152,7 +153,10 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str) -> None:
         sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=9)
         sampler.set_epoch(1)
         ds.set_epoch(1)
-        got = [(int(i), ds[int(i)].image.tobytes(), ds[int(i)].boxes.tobytes()) for i in sampler]
+        got = []
+        for p in sampler:
+            s = ds[int(p)]
+            got.append((int(p), int(s.meta["index"]), s.image.tobytes(), s.boxes.tobytes()))
         with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
             pickle.dump(got, f)
         dist.barrier()
@@ -164,14 +168,17 @@ def test_distributed_ranks_see_disjoint_indices_and_replayable_samples(tmp_path)
     world = 2
     mp.spawn(_rank_main, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
     results = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in range(world)]
-    seen = [[i for i, _, _ in r] for r in results]
+    seen = [[i for i, _, _, _ in r] for r in results]
+    assert not set(seen[0]) & set(seen[1])  # positions
+    assert sorted(seen[0] + seen[1]) == list(range(8))
+    seen = [[i for _, i, _, _ in r] for r in results]
     assert not set(seen[0]) & set(seen[1])
     assert sorted(seen[0] + seen[1]) == list(range(8))
     ds = MixDataset(make_data(), FULL, seed=5)
     ds.set_epoch(1)
     for r in results:
-        for i, img, boxes in r:
-            s = ds[i]
+        for p, _, img, boxes in r:
+            s = ds[p]
             assert s.image.tobytes() == img and s.boxes.tobytes() == boxes
 
 

@@ -246,6 +246,11 @@ def _mixed(shapes, size: int, config: AugmentConfig, seed: int = 0, epoch: int =
     return ds
 
 
+def _of(ds, index: int):
+    """The sample that shows image ``index`` in ds's epoch (what the tool draws for that image)."""
+    return ds[ds.key_of(index)]
+
+
 def test_mix_label_and_titles(tool):
     meta = {"tiles": (3, 1, 4, 1), "mixed_with": (("mixup", (5, 9, 2, 6)), ("cutmix", (5,)))}
     assert tool.mix_label(meta) == "mosaic+mixup+cutmix"
@@ -269,7 +274,7 @@ def test_augment_config_presets_and_img_size(tool, tmp_path):
 
 @pytest.mark.parametrize("mode", sorted(EXPECTED))
 def test_each_mode_draws_the_mix_dataset_samples(tool, shapes, tmp_path, capsys, mode):
-    """Each cell is draw_sample(MixDataset(shapes, preset, seed)[i]) for i = start .. start + n - 1."""
+    """Each cell is the MixDataset(shapes, preset, seed) sample of image i, for i = start .. start + n - 1."""
     out = tmp_path / f"{mode}.png"
     argv = ["--augment", mode, "-n", "3", "--start", "5", "--img-size", "128", "--seed", "11", "--cols", "3"]
     argv += ["--out", str(out)]
@@ -279,7 +284,7 @@ def test_each_mode_draws_the_mix_dataset_samples(tool, shapes, tmp_path, capsys,
     sizes = [(128, 128)] * 3
     assert png.shape == _grid_shape(sizes, cols=3)
     ds = _mixed(shapes, 128, EXPECTED[mode], seed=11)
-    samples = [ds[i] for i in (5, 6, 7)]
+    samples = [_of(ds, i) for i in (5, 6, 7)]
     for k, s in enumerate(samples):
         assert np.array_equal(_cell(png, k, sizes, cols=3, title=False), draw_sample(s, names=shapes[128].names))
     kinds = [[kind for kind, _ in s.meta["mixed_with"]] for s in samples]
@@ -300,26 +305,27 @@ def test_each_mode_draws_the_mix_dataset_samples(tool, shapes, tmp_path, capsys,
 
 
 def test_replay_of_one_training_sample(tool, shapes, tmp_path, capsys):
-    """--index 3 --seed 7 --epoch 2 is exactly item 3 of epoch 2 of a MixDataset with seed 7."""
+    """--index 3 --seed 7 --epoch 2 is exactly the sample of image 3 in epoch 2 of a MixDataset with seed 7."""
     out = tmp_path / "replay.png"
     argv = ["--augment", "mixup", "--img-size", "160", "--index", "3", "--seed", "7", "--epoch", "2"]
     assert tool.main([*argv, "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == str(out.resolve())
-    ref = _mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=2)[3]
+    ref = _of(_mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=2), 3)
     assert ref.num_objects > 0 and (ref.weights < 1).all()
     png = _read_rgb(out)
     sizes = [(160 + TITLE_H, 160)]
     assert png.shape == _grid_shape(sizes)
     assert np.array_equal(_cell(png, 0, sizes, cols=1, title=True), draw_sample(ref, names=shapes[160].names))
     # Another epoch (or seed) is another sample: the replay really depends on them.
-    other = _mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=3)[3]
+    other = _of(_mixed(shapes, 160, EXPECTED["mixup"], seed=7, epoch=3), 3)
     assert not np.array_equal(other.image, ref.image)
     # The printed meta: tiles, partners, objects and weights of this very sample.
     text = "\n".join(printed[:-1])
     files = [Path(f).name for f in shapes[160].files]
     tiles = ref.meta["tiles"]
-    assert f"index 3  epoch 2  seed 7  size 160x160  {tool.mix_label(ref.meta)}" in text
+    assert ref.meta["index"] == 3
+    assert f"index 3  epoch 2  position {ref.meta['position']}  seed 7  size 160x160  {tool.mix_label(ref.meta)}" in text
     assert "tiles: " + ", ".join(f"{t} ({files[t]})" for t in tiles) in text
     ((kind, ptiles),) = ref.meta["mixed_with"]
     assert f"mixed_with mixup: {', '.join(f'{t} ({files[t]})' for t in ptiles)}" in text
@@ -346,7 +352,7 @@ def test_before_after_pairs_raw_and_augmented(tool, shapes, tmp_path, capsys):
     assert tool.main([*argv, "--no-titles", "--out", str(out)]) == 0
     ds = _mixed(shapes, 128, EXPECTED["cutmix"], seed=3)
     names = shapes[128].names
-    pairs = [side_by_side(draw_sample(shapes[128][i], names=names), draw_sample(ds[i], names=names)) for i in (1, 2)]
+    pairs = [side_by_side(draw_sample(shapes[128][i], names=names), draw_sample(_of(ds, i), names=names)) for i in (1, 2)]
     assert np.array_equal(_read_rgb(out), make_grid(pairs))
     # Titled: each half carries its own title strip.
     assert tool.main([*argv, "--cols", "1", "--out", str(out)]) == 0
@@ -370,7 +376,7 @@ def test_yaml_config_like_an_ultralytics_hyp_file(tool, shapes, tmp_path, capsys
     ds = _mixed(shapes, 160, AugmentConfig.from_yaml(hyp, strict=False))
     assert ds.config.cutmix == 1.0 and ds.config.degrees == 5.0
     for k in range(2):
-        assert np.array_equal(_cell(png, k, sizes, cols=2, title=False), draw_sample(ds[k], names=shapes[160].names))
+        assert np.array_equal(_cell(png, k, sizes, cols=2, title=False), draw_sample(_of(ds, k), names=shapes[160].names))
     # --img-size wins over the file's imgsz.
     assert tool.main(["--augment", str(hyp), "-n", "1", "--img-size", "128", "--no-titles", "--out", str(out)]) == 0
     assert _read_rgb(out).shape == (128 + 8, 128 + 8, 3)
@@ -380,7 +386,8 @@ def test_yaml_config_like_an_ultralytics_hyp_file(tool, shapes, tmp_path, capsys
     assert "mosaic+cutmix" in capsys.readouterr().out
     assert tool.main(["--augment", str(hyp), "--index", "0", "--epoch", "90", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "epoch 90  seed 0  size 160x160  affine\n" in text and "mixed_with: none" in text
+    assert "index 0  epoch 90  position " in text and "  seed 0  size 160x160  affine\n" in text
+    assert "mixed_with: none" in text
 
 
 @pytest.mark.parametrize(
@@ -414,7 +421,7 @@ def test_cli_mixup_end_to_end_from_another_cwd(shapes, tmp_path):
     assert png.shape == _grid_shape(sizes)
     ds = _mixed(shapes, 128, EXPECTED["mixup"])  # seed 0, epoch 0: the defaults
     for k in range(4):
-        s = ds[k]
+        s = _of(ds, k)
         assert s.meta["mixed_with"][0][0] == "mixup" and (s.weights < 1).all()
         assert np.array_equal(_cell(png, k, sizes, cols=2, title=True), draw_sample(s, names=shapes[128].names))
 

@@ -31,8 +31,9 @@ by :func:`detaug.batch_transforms.plan_batch.collate_plans` in batches of 16
 (``plan-ids``: the same with ``ship_sources=False``, for a painter that reads
 sources from a :class:`~detaug.batch_transforms.source_bank.SourceBank`),
 no pixel painted. The last four have no Ultralytics counterpart.
-``--partners block`` draws mixing partners from the item's block of the
-epoch's order (decode reuse; other samples than the default).
+``--partners uniform`` draws mixing partners from the whole dataset instead
+of the item's block of the epoch's order (MixDataset's default, which reads
+each source about once).
 
 Mixer mode (``--mixer``) times BatchMixer on batches of 640 x 640 images
 (16 and 64) against a per-sample loop of MixUp/CutMix doing the same work,
@@ -113,7 +114,7 @@ def make_dataset(args: argparse.Namespace, name: str, bases: dict) -> MixDataset
 
 def time_epoch(ds: MixDataset, name: str, epoch: int, n: int) -> float:
     """Samples/s of the first ``n`` keys of ``epoch`` in EpochSampler's order."""
-    keys = [(epoch, int(i)) for i in EpochSampler(ds, start_epoch=epoch).shard(epoch)[:n]]
+    keys = [(epoch, int(p)) for p in EpochSampler(ds, start_epoch=epoch).shard()[:n]]
     if name.startswith("plan"):
         from detaug.batch_transforms.plan_batch import collate_plans
 
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=0, help="samples per repeat (default: the whole dataset; 256 with --peer)")
     p.add_argument("--repeats", type=int, default=5, help="repeats (rounds with --peer); the median is reported (default 5)")
     p.add_argument("--threads", type=int, default=1, help="OpenCV/torch threads (default 1: one core)")
-    p.add_argument("--partners", choices=("uniform", "block"), default="uniform", help="MixDataset partners mode")
+    p.add_argument("--partners", choices=("uniform", "block"), default="block", help="MixDataset partners mode")
     p.add_argument("--peer", default=None, help="python of a venv with Ultralytics: run its pipeline alternately")
     p.add_argument("--peer-script", type=Path, default=PEER_SCRIPT, help="the peer's pipeline script")
     p.add_argument("--core", type=int, default=0, help="the core both sides are pinned to with --peer (default 0)")

@@ -6,11 +6,13 @@ datasets and draws N consecutive samples with :func:`detaug.viz.draw_sample`,
 raw or through :class:`detaug.MixDataset` (``--augment``), tiled with
 :func:`detaug.viz.make_grid`; prints the PNG's path (last line of stdout).
 
-``--index I`` replays exactly the sample a trainer saw at (``--seed``,
-``--epoch``, I): MixDataset draws everything for item I of epoch E from
+``--index I`` replays exactly the sample a trainer saw for image I in epoch
+``--epoch`` E of a run with ``--seed``: MixDataset shows image I at one
+position of epoch E (``MixDataset.key_of``) and draws everything for it from
 ``SeedSequence([seed, E, I])``, so the same config, dataset, seed, epoch and
-index give the same pixels and boxes. Its meta (tiles, partners, objects,
-weights) is printed before the path.
+index give the same pixels and boxes. Its meta (position, tiles, partners,
+objects, weights) is printed before the path. Augmented grids show images
+``--start``.. as they were drawn in that epoch.
 """
 
 from __future__ import annotations
@@ -342,7 +344,7 @@ class Painted:
     def __getitem__(self, index: int) -> Sample:
         from detaug.paint import paint
 
-        plan, images = self.mix.plan_with_images(index)
+        plan, images = self.mix.plan_with_images(self.mix.key_of(index))
         self.plans[index] = plan
         image = paint(plan, images)
         if self.painter == "device":
@@ -380,7 +382,8 @@ def describe(sample: Sample, names: Sequence[str] | None = None, files: Sequence
     lines = []
     if "tiles" in meta:
         lines.append(
-            f"index {meta.get('index')}  epoch {meta.get('epoch')}  seed {meta.get('seed')}  "
+            f"index {meta.get('index')}  epoch {meta.get('epoch')}  position {meta.get('position')}  "
+            f"seed {meta.get('seed')}  "
             f"size {sample.width}x{sample.height}  {mix_label(meta)}"
         )
         lines.append(f"tiles: {where(meta['tiles'])}")

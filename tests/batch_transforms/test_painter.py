@@ -201,7 +201,7 @@ def test_dataloader_with_workers_and_epoch_keys():
     ref = np.stack([paint(*ds.plan_with_images(k)) for k in keys]).astype(np.int16)
     d = np.abs(batch.images.permute(0, 2, 3, 1).numpy().astype(np.int16) - ref)
     assert (d <= 2).mean() >= 0.999
-    assert [m["index"] for m in batch.metas] == [k[1] for k in keys]
+    assert [m["position"] for m in batch.metas] == [k[1] for k in keys]
 
 
 def test_errors_name_the_argument():

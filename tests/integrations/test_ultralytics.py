@@ -169,13 +169,13 @@ def test_keys_carry_epochs_and_close_mosaic_turns_mixing_off(shapes_train):
     cfg = AugmentConfig(img_size=64, mixup=1.0, epochs=None)
     ds = UltralyticsDataset(MixDataset(shapes_train, cfg, seed=1))
     a, b = ds[(0, 3)], ds[(1, 3)]
-    assert a["detaug"]["epoch"] == 0 and b["detaug"]["epoch"] == 1 and a["detaug"]["index"] == 3
+    assert a["detaug"]["epoch"] == 0 and b["detaug"]["epoch"] == 1 and a["detaug"]["position"] == 3
     assert not torch.equal(a["img"], b["img"]) and torch.equal(ds[(0, 3)]["img"], a["img"])
     assert len(a["detaug"]["tiles"]) == 4 and a["detaug"]["mixed_with"][0][0] == "mixup"
     first_closed = ds.close_mosaic(SimpleNamespace(epochs=10, close_mosaic=2))
     assert first_closed == 8 and ds.mix.config.mixing_active(7) and not ds.mix.config.mixing_active(8)
     late = ds[(8, 3)]["detaug"]
-    assert late["tiles"] == (3,) and late["mixed_with"] == ()
+    assert late["tiles"] == (late["index"],) and late["mixed_with"] == ()
     assert UltralyticsDataset(samples_list()).close_mosaic(SimpleNamespace(epochs=3, close_mosaic=1)) is None
 
 
@@ -193,7 +193,7 @@ def test_first_items_validates():
 
 
 def test_trainer_sampler_ignores_set_epoch_for_a_pass_already_begun():
-    s = TrainerSampler(6, seed=0)
+    s = TrainerSampler(6)
     first = iter(s)  # epoch 0's pass begins (a prefetching iterator would be here)
     s.set_epoch(0)  # what a DDP trainer calls at the start of epoch 0: already served
     assert {e for e, _ in first} == {0} and {e for e, _ in iter(s)} == {1}
@@ -209,12 +209,12 @@ def test_plain_dataloader_persistent_workers_serve_new_epochs_without_set_epoch(
     from detaug.sampler import EpochSampler
 
     ds = UltralyticsDataset(FirstItems(MixDataset(shapes_train, AugmentConfig(img_size=64), seed=2), 8))
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(ds, seed=2), num_workers=2,
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=EpochSampler(ds), num_workers=2,
                                          persistent_workers=True, collate_fn=UltralyticsDataset.collate_fn)
     epochs = [list(loader) for _ in range(2)]
     for e, batches in enumerate(epochs):
         metas = [m for b in batches for m in b["detaug"]]
-        assert {m["epoch"] for m in metas} == {e} and sorted(m["index"] for m in metas) == list(range(8))
+        assert {m["epoch"] for m in metas} == {e} and sorted(m["position"] for m in metas) == list(range(8))
         for b in batches:  # each image is the one its key names
             for img, m in zip(b["img"], b["detaug"], strict=True):
-                assert torch.equal(img, ds[(m["epoch"], m["index"])]["img"])
+                assert torch.equal(img, ds[(m["epoch"], m["position"])]["img"])

@@ -53,7 +53,7 @@ class Recording(DetaugTrainer):
         super().__init__(*args, **kwargs)
         if self.workers is not None:
             self.args.workers = self.workers
-        self.seen = []  # (trainer epoch, key epoch, index, tiles, mixed_with, image digest)
+        self.seen = []  # (trainer epoch, key epoch, index, tiles, mixed_with, image digest, position)
         self.batch_min_weight = []  # (trainer epoch, min of batch["weights"])
         self.anchor_min_weight = []  # per batch: min anchor weight in each loss branch
         self.add_callback("on_train_batch_end", Recording.after_batch)
@@ -61,7 +61,7 @@ class Recording(DetaugTrainer):
     def preprocess_batch(self, batch):
         for img, meta in zip(batch["img"], batch["detaug"], strict=True):
             self.seen.append((self.epoch, meta["epoch"], meta["index"], meta["tiles"], meta["mixed_with"],
-                              digest(img)))
+                              digest(img), meta["position"]))
         if len(batch["weights"]):
             self.batch_min_weight.append((self.epoch, float(batch["weights"].min())))
         return super().preprocess_batch(batch)
@@ -132,10 +132,10 @@ def test_yolo_trains_through_detaug_trainer(cfg, trainer_cls, extra, data_yaml, 
     assert len(per_branch) == (2 if "26" in cfg else 1)
     assert all(min(branch) < 1 for branch in per_branch)
 
-    # What the trainer saw replays from its dataset: the key (epoch, index) is the whole story.
+    # What the trainer saw replays from its dataset: the key (epoch, position) is the whole story.
     ds = trainer.train_loader.dataset
     for s in (by_epoch[0][5], by_epoch[1][0], by_epoch[EPOCHS - 1][3]):
-        assert digest(ds[(s[1], s[2])]["img"]) == s[5]
+        assert digest(ds[(s[1], s[6])]["img"]) == s[5]
     replay = yaml.safe_load((trainer.save_dir / "detaug.yaml").read_text())
     assert replay["seed"] == 3 and replay["epochs"] == EPOCHS and replay["mixup"] == 1.0
     assert replay["mosaic9"] == extra.get("mosaic9", 0.0)
@@ -144,7 +144,8 @@ def test_yolo_trains_through_detaug_trainer(cfg, trainer_cls, extra, data_yaml, 
     again = MixDataset(YoloDataset(data_yaml, "train", img_size=cfg_again.img_size, progress=False), cfg_again,
                        seed=replay["seed"])
     for s in (by_epoch[1][2], by_epoch[EPOCHS - 1][0]):
-        image = again[(s[1], s[2])].image
+        image = again[(s[1], s[6])].image
+        assert again.key_of(s[2], epoch=s[1]) == (s[1], s[6])  # found by its image too
         assert hashlib.sha1(np.ascontiguousarray(image.transpose(2, 0, 1)).tobytes()).hexdigest() == s[5]
     if extra["plots"]:
         assert (trainer.save_dir / "labels.jpg").exists()  # plot_training_labels read dataset.labels
@@ -237,7 +238,7 @@ def test_device_paint_trains_on_the_plans_pixels_and_labels(data_yaml, tmp_path)
         imgs = batch["img"]
         assert imgs.dtype.is_floating_point and float(imgs.max()) <= 1.0
         for i, meta in enumerate(batch["detaug"]):
-            want = sample_path[(meta["epoch"], meta["index"])]
+            want = sample_path[(meta["epoch"], meta["position"])]
             got = (imgs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)
             diff = np.abs(got - want.image.astype(np.int16))
             assert (diff <= 2).mean() >= 0.999 and diff.mean() < 0.5

@@ -8,7 +8,7 @@ batches them like ``YOLODataset.collate_fn`` (stack images, concatenate the
 per-object tensors, offset ``batch_idx``). It also gives what a
 ``DetectionTrainer`` reads from a dataset besides items: ``labels`` (for
 ``cls_pw``, ``plots=True`` and auto-batch) and ``close_mosaic(hyp)``. Keys may be
-indices or ``(epoch, index)`` pairs (:class:`~detaug.sampler.EpochSampler`).
+positions or ``(epoch, position)`` pairs (:class:`~detaug.sampler.EpochSampler`).
 
 Per-sample dict (n objects):
 
@@ -26,8 +26,9 @@ key                 value                           meaning
 ``resized_shape``   (h, w)                          this image's size
 ``ratio_pad``       ((h / h0, w / w0), (0, 0))      ``meta["ratio_pad"]`` if present
 ``detaug``          dict                            what replays the sample: ``epoch``,
-                                                    ``index``, ``seed``, ``tiles``,
-                                                    ``mixed_with`` (those in meta)
+                                                    ``index``, ``position``, ``seed``,
+                                                    ``tiles``, ``mixed_with`` (those
+                                                    in meta)
 ==================  ==============================  =====================================
 
 >>> import numpy as np
@@ -60,11 +61,12 @@ __all__ = ["UltralyticsDataset", "FirstItems", "sample_to_ultralytics", "yolo_la
 # Keys concatenated over objects by the collate function (as Ultralytics does).
 _CAT_KEYS = ("cls", "bboxes", "weights")
 # Sample meta copied into the per-sample "detaug" dict (what replays the sample).
-REPLAY_META = ("epoch", "index", "seed", "tiles", "mixed_with")
+REPLAY_META = ("epoch", "index", "position", "seed", "tiles", "mixed_with")
 
 
 def replay_info(meta: Any) -> dict[str, Any]:
-    """The entries of a sample's meta that replay it (``batch["detaug"]``): epoch, index, seed, tiles, mixed_with."""
+    """The entries of a sample's meta that replay it (``batch["detaug"]``): epoch, index, position, seed, tiles,
+    mixed_with."""
     return {k: meta[k] for k in REPLAY_META if k in meta}
 
 
@@ -129,7 +131,7 @@ class FirstItems(torch.utils.data.Dataset):
         return self.n
 
     def __getitem__(self, key: Any) -> Any:
-        """Item ``key``: an index, or an ``(epoch, index)`` key passed on with the index checked."""
+        """Item ``key``: an int, or an ``(epoch, position)`` key passed on with the position checked."""
         epoch, i = key if isinstance(key, tuple) and len(key) == 2 else (None, key)
         i = int(i)
         if not -self.n <= i < self.n:
@@ -182,7 +184,7 @@ class UltralyticsDataset(torch.utils.data.Dataset):
     Args:
         dataset: anything with ``len()`` and ``[key] -> Sample`` (e.g. a
             ``MixDataset``, whose ``set_epoch`` this forwards, and whose
-            ``(epoch, index)`` keys it passes through).
+            ``(epoch, position)`` keys it passes through).
         single_cls: serve every class id as 0 (Ultralytics' ``single_cls``).
 
     Use with ``torch.utils.data.DataLoader(..., collate_fn=UltralyticsDataset.collate_fn)``;

@@ -13,9 +13,11 @@ included, is Ultralytics' own code):
   with :func:`augment_config` of the trainer's own arguments, served through
   :class:`~detaug.integrations.ultralytics.dataset.UltralyticsDataset`;
 - its loader is Ultralytics' ``InfiniteDataLoader`` with an
-  :class:`~detaug.sampler.EpochSampler`: every key is ``(epoch, index)``, so
+  :class:`~detaug.sampler.EpochSampler`: every key is ``(epoch, position)``, so
   each epoch is a different, replayable draw whatever ``workers`` is and
-  however far the persistent iterator prefetches;
+  however far the persistent iterator prefetches; Mosaic/MixUp/CutMix
+  partners come from the item's block of 16 positions, so with a batch size
+  that 16 divides each worker decodes each of its images about once per epoch;
 - ``close_mosaic``: from epoch ``epochs - close_mosaic`` on, Mosaic, MixUp and
   CutMix are off (the keys say which epoch; the trainer's own
   ``_close_dataloader_mosaic`` call logs it and restarts the loader on it);
@@ -36,7 +38,7 @@ like any other argument, ``model.train(..., trainer=DetaugTrainer, mosaic9=0.2)`
 the trainer takes them out before Ultralytics checks its arguments. The run
 directory gets ``detaug.yaml``: the full AugmentConfig, seed and source, what
 ``tools/visualize.py --augment detaug.yaml --seed S --epoch E --index I`` needs
-to replay a sample (each batch's ``batch["detaug"]`` names its epoch and index).
+to replay a sample (each batch's ``batch["detaug"]`` names its epoch, index and position).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class TrainerSampler(EpochSampler):
         epoch = self.epoch
         EpochSampler.set_epoch(self, epoch + 1)
         self.started = epoch
-        return iter([(epoch, i) for i in self.shard(epoch).tolist()])
+        return iter([(epoch, p) for p in self.shard().tolist()])
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass epoch ``epoch``, unless that epoch's pass has already begun."""
@@ -256,8 +258,7 @@ class DetaugTrainer(_TrainerBase):  # type: ignore[misc, valid-type]
         with torch_distributed_zero_first(rank):
             dataset = self.build_dataset(dataset_path, mode, batch_size)
         world = max(int(self.world_size or 1), 1)
-        sampler = TrainerSampler(dataset, shuffle=True, seed=int(self.args.seed),
-                                 start_epoch=int(getattr(self, "epoch", self.start_epoch) or 0),
+        sampler = TrainerSampler(dataset, start_epoch=int(getattr(self, "epoch", self.start_epoch) or 0),
                                  num_replicas=world, rank=max(RANK, 0) if world > 1 else 0)
         batch = max(1, min(int(batch_size), len(sampler)))
         drop_last = bool(self.args.compile) and len(sampler) > batch and len(sampler) % batch != 0
