@@ -85,6 +85,8 @@ DEFAULT_MIN_SIDE = 10
 
 #: Keeps 16-bit, drops alpha; orientation is applied by detaug (see the module doc).
 _DECODE_FLAGS = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+#: A JPEG at full size: libjpeg writes RGB itself (grey replicated), no BGR -> RGB pass afterwards.
+_JPEG_RGB_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
 #: Formats whose orientation detaug applies (libtiff applies a TIFF's itself).
 _ORIENTED_BY_DETAUG = frozenset({"jpeg", "png", "webp"})
 _available_memory = available_memory  # old private name
@@ -101,12 +103,12 @@ class ImageError(FileProblem):
 # --------------------------------------------------------------------------- decoding
 
 
-def to_rgb8(image: NDArray) -> NDArray[np.uint8]:
-    """OpenCV-decoded pixels -> (H, W, 3) uint8 RGB, C-contiguous (a new array).
+def to_rgb8(image: NDArray, bgr: bool = True) -> NDArray[np.uint8]:
+    """OpenCV-decoded pixels -> (H, W, 3) uint8 RGB, C-contiguous (a new array, or ``image`` when it already is one).
 
-    Accepts (H, W) or (H, W, 1) grey, (H, W, 3) BGR, (H, W, 4) BGRA (alpha
-    dropped); uint8, uint16 (``round(v / 257)``), other integers (clipped to
-    0..255) or floats (taken as [0, 1]).
+    Accepts (H, W) or (H, W, 1) grey, (H, W, 3) BGR (RGB with ``bgr=False``),
+    (H, W, 4) BGRA (alpha dropped); uint8, uint16 (``round(v / 257)``), other
+    integers (clipped to 0..255) or floats (taken as [0, 1]).
 
     >>> to_rgb8(np.array([[[0, 0, 65535]]], np.uint16)).tolist()
     [[[255, 0, 0]]]
@@ -123,7 +125,7 @@ def to_rgb8(image: NDArray) -> NDArray[np.uint8]:
     if img.ndim == 2:
         out = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     elif img.ndim == 3 and img.shape[2] == 3:
-        out = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        out = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if bgr else img
     elif img.ndim == 3 and img.shape[2] == 4:
         out = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     else:
@@ -237,7 +239,8 @@ def decode_image(
                          "(the pixel size must be known before decoding)")
     _check_pixels(head.height, head.width, max_pixels, source)
     factor = jpeg_reduction(head, min_long_side)
-    flags = _DECODE_FLAGS if factor == 1 else _REDUCED_FLAGS[factor]
+    rgb = head.format == "jpeg" and factor == 1
+    flags = _JPEG_RGB_FLAGS if rgb else _DECODE_FLAGS if factor == 1 else _REDUCED_FLAGS[factor]
     buf = np.frombuffer(data, np.uint8)
     warning = None
     try:
@@ -258,7 +261,7 @@ def decode_image(
         raise ImageError(V.NOT_IMAGE, source, f"decoded {img.shape[1]}x{img.shape[0]} pixels but the "
                          f"header says {expected[1]}x{expected[0]} (orientation {head.orientation})")
     try:
-        return to_rgb8(img)
+        return to_rgb8(img, bgr=not rgb)
     except ValueError as e:
         raise ImageError(V.NOT_IMAGE, source, str(e)) from None
 

@@ -65,6 +65,18 @@ def test_output_is_rgb_uint8_contiguous(helpers):
     assert out[0, 0].tolist() == [200, 0, 0]
 
 
+def test_jpeg_decodes_to_the_pixels_of_opencvs_bgr_decode(helpers):
+    """Colour and grey JPEGs (decoded to RGB by libjpeg) equal cv2.imdecode's BGR swapped to RGB."""
+    rng = np.random.default_rng(3)
+    colour = cv2.GaussianBlur(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), (5, 5), 1.5)
+    for img in (colour, colour[:, :, 1].copy()):
+        data = helpers.encode(img, ".jpg")
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        out = decode_image(data)
+        assert out.dtype == np.uint8 and out.flags.c_contiguous and out.shape == (40, 56, 3)
+        assert np.array_equal(out, bgr[:, :, ::-1])
+
+
 def test_grey_alpha_16bit(helpers):
     grey = np.arange(12 * 13, dtype=np.uint8).reshape(12, 13)
     out = decode_image(helpers.encode(grey, ".png"))
