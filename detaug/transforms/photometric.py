@@ -105,16 +105,17 @@ def apply_hsv(image: NDArray[np.uint8], gains: ArrayLike, inplace: bool = False)
     if np.all(r == 1.0):
         return image if inplace else np.ascontiguousarray(image).copy()
     luts = hsv_luts(r)
-    # One 3-channel table: cv2.LUT maps channel c through luts[c] in a single pass.
-    table = np.ascontiguousarray(luts.T).reshape(256, 1, 3)
-    if inplace:  # every step is per pixel, so OpenCV may write over its input
-        cv2.cvtColor(image, cv2.COLOR_RGB2HSV, dst=image)
-        cv2.LUT(image, table, dst=image)
-        cv2.cvtColor(image, cv2.COLOR_HSV2RGB, dst=image)
-        return image
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-    cv2.LUT(hsv, table, dst=hsv)
-    return np.ascontiguousarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
+    out = image if inplace else np.ascontiguousarray(image).copy()
+    # every step is per pixel, so OpenCV may write over its input
+    cv2.cvtColor(out, cv2.COLOR_RGB2HSV, dst=out)
+    # channel c through luts[c]: three planes through one-channel tables (OpenCV's
+    # vectorised path) and back, rather than one pass with a 3-channel table
+    planes = cv2.split(out)
+    for plane, lut in zip(planes, luts, strict=True):
+        cv2.LUT(plane, lut, dst=plane)
+    cv2.merge(planes, dst=out)
+    cv2.cvtColor(out, cv2.COLOR_HSV2RGB, dst=out)
+    return out
 
 
 class RandomHSV(Transform[HSVParams]):
