@@ -107,10 +107,11 @@ def test_a_shuffling_sampler_is_still_one_correct_epoch(disk: DiskImages) -> Non
 
 
 def test_a_worker_serves_what_the_main_process_replays(disk: DiskImages) -> None:
-    ds = MixDataset(disk, _config(), seed=5, block=8)
+    part = torch.utils.data.Subset(disk, range(384))
+    ds = MixDataset(part, _config(), seed=5, block=8)
     served = _epoch(ds, workers=2, epoch=1)
-    fresh = MixDataset(disk, _config(), seed=5, block=8)  # empty buffer, other order of reads
-    for key in list(served)[:: N // 24]:
+    fresh = MixDataset(part, _config(), seed=5, block=8)  # empty buffer, other order of reads
+    for key in list(served)[::16]:
         a, b = served[key], fresh[key]
         assert np.array_equal(a.image, b.image)
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.classes, b.classes)
