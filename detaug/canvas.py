@@ -27,8 +27,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
 
-__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "clear_outside_frame", "filled_image", "Fill", "FillLike",
-           "DEFAULT_FILL", "as_fill"]
+__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "seam_rects", "clear_outside_frame", "filled_image", "Fill",
+           "FillLike", "DEFAULT_FILL", "as_fill"]
 
 #: (r, g, b) uint8 levels of the pixels no source reaches: one fill for every op and collate.
 Fill = tuple[int, int, int]
@@ -222,6 +222,48 @@ def clear_outside_frame(out: NDArray[np.uint8], frame: ArrayLike, frame_side: fl
             out[r0:r1, c1:] = row[c1:]
 
 
+def _fill_uncovered(out: NDArray[np.uint8], rects: Sequence[tuple[int, int, int, int]],
+                    region: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    """Set to ``fill``, in place, the pixels of ``region`` (x0, y0, x1, y1) of ``out`` outside every rect.
+
+    A sweep over the vertical strips between the rects' x edges; within a
+    strip, the gaps between the merged y spans of the rects that cross it.
+    """
+    rx0, ry0, rx1, ry1 = region
+    value: Any = fill[0] if fill[0] == fill[1] == fill[2] else np.asarray(fill, dtype=np.uint8)
+    xs = sorted({rx0, rx1} | {min(max(v, rx0), rx1) for r in rects for v in (r[0], r[2])})
+    for xa, xb in zip(xs[:-1], xs[1:], strict=True):
+        y = ry0
+        for y0, y1 in sorted((r[1], r[3]) for r in rects if r[0] <= xa and r[2] >= xb):
+            if y0 > y:
+                out[y:min(y0, ry1), xa:xb] = value
+            y = max(y, y1)
+        if y < ry1:
+            out[y:ry1, xa:xb] = value
+
+
+def seam_rects(rects: Sequence[tuple[int, int, int, int] | None]) -> list[tuple[int, int, int, int] | None]:
+    """The tiles' painted rects (x0, y0, x1, y1) grown by the column (row) of a seam none of them covers.
+
+    Tiles are snapped independently (by up to half a pixel each), so where one
+    ends and the next begins a pixel column may lie more than half outside
+    both. A rect is grown by one column when another starts one column after
+    it (their rows overlapping), and likewise by one row, so that no
+    fill-coloured seam shows; None (a tile not painted by a resize) stays.
+
+    >>> seam_rects([(0, 0, 5, 9), (6, 0, 9, 9), (0, 9, 5, 12), None])
+    [(0, 0, 6, 9), (6, 0, 9, 9), (0, 9, 5, 12), None]
+    """
+    out = []
+    for a in rects:
+        if a is not None:
+            x1 = a[2] + any(b is not None and b[0] == a[2] + 1 and b[1] < a[3] and a[1] < b[3] for b in rects)
+            y1 = a[3] + any(b is not None and b[1] == a[3] + 1 and b[0] < a[2] and a[0] < b[2] for b in rects)
+            a = (a[0], a[1], int(x1), int(y1))
+        out.append(a)
+    return out
+
+
 def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: int,
                  fill: tuple[int, int, int], within: tuple[int, int, int, int] | None = None) -> NDArray[np.uint8]:
     """Draw one canvas with OpenCV: (size, size, 3) uint8, a new array.
@@ -232,14 +274,17 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         size: the canvas side.
         fill: (r, g, b) where nothing is drawn.
         within: optional int (x0, y0, x1, y1): only these pixels are wanted
-            (a CutMix paste); tiles that cannot reach them are skipped, so
-            pixels outside it may differ from the full canvas. Pixels inside
-            are the same.
+            (a CutMix paste); pixels outside it are unspecified. Pixels inside
+            are those of the full canvas.
 
-    A ``whole`` warp is one ``cv2.warpAffine``/``warpPerspective`` with the
-    fill as border; tiles are drawn with :func:`detaug.geometry.warp_into`,
-    each over the output pixels it can reach only (about one warp per output
-    pixel for a whole Mosaic).
+    A ``whole`` warp is one :func:`detaug.geometry.warp_image` with the fill
+    as border; tiles are drawn with :func:`detaug.geometry.warp_into`, each
+    over the output pixels it can reach only (about one warp per output pixel
+    for a whole Mosaic). Either is one ``cv2.resize`` pasted at whole pixels
+    when :func:`detaug.geometry.aligned_rect` places the warp on the pixel
+    grid (the plans snap axis-aligned warps so that it does; tiles then also
+    cover their :func:`seam_rects`); when every tile is, only the pixels no
+    tile covers are filled.
     """
     warps = canvas.warps
     if len(warps) == 1 and warps[0].whole:
@@ -248,11 +293,19 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         src = images[w.source][y0:y1, x0:x1]
         out = geometry.warp_image(src, w.matrix @ geometry.translation(x0, y0), (size, size), fill=fill)
     else:
-        out = filled_image(size, size, fill)
-        for w in warps:
-            x0, y0, x1, y1 = w.crop
-            geometry.warp_into(out, images[w.source][y0:y1, x0:x1], w.matrix @ geometry.translation(x0, y0),
-                               within=within)
+        crops = [images[w.source][w.crop[1]:w.crop[3], w.crop[0]:w.crop[2]] for w in warps]
+        maps = [w.matrix @ geometry.translation(w.crop[0], w.crop[1]) for w in warps]
+        rects = seam_rects([geometry.aligned_rect(c.shape[:2], m) for c, m in zip(crops, maps, strict=True)])
+        if all(r is not None for r in rects):
+            out = np.empty((size, size, 3), dtype=np.uint8)
+            r0 = (0, 0, size, size) if within is None else (
+                max(within[0], 0), max(within[1], 0), min(within[2], size), min(within[3], size))
+            if r0[0] < r0[2] and r0[1] < r0[3]:
+                _fill_uncovered(out, [r for r in rects if r is not None], r0, fill)
+        else:
+            out = filled_image(size, size, fill)
+        for crop, m, r in zip(crops, maps, rects, strict=True):
+            geometry.warp_into(out, crop, m, within=within, rect=r)
     if canvas.frame is not None:
         clear_outside_frame(out, canvas.frame, canvas.frame_side, size, fill)
     return out

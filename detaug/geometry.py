@@ -37,6 +37,9 @@ __all__ = [
     "perspective",
     "ultralytics_matrix",
     "is_affine",
+    "axis_scales",
+    "snap_translation",
+    "aligned_rect",
     "warp_points",
     "warp_boxes",
     "warp_polygons",
@@ -135,6 +138,77 @@ def is_affine(m: ArrayLike, tol: float = 0.0) -> bool:
     return abs(a) <= tol and abs(b) <= tol and abs(c - 1.0) <= tol
 
 
+#: An offset within this many pixels of an integer is whole (painting with a resize); rotation, shear and
+#: perspective terms within _SKEW_TOL are none; ties of a snap / painted edge are decided this far off (float noise).
+ALIGN_TOL, _SKEW_TOL, _SNAP_EPS, _EDGE_TOL = 1e-6, 1e-12, 1e-6, 1e-8
+
+
+def axis_scales(m: ArrayLike) -> tuple[float, float] | None:
+    """(kx, ky) when the (3, 3) map ``m`` is affine with no rotation or shear and positive scales, else None.
+
+    >>> axis_scales(translation(3, 4) @ scaling(2, 0.5)), axis_scales(rotation_scale(10, 1)), axis_scales(scaling(-1, 1))
+    ((2.0, 0.5), None, None)
+    """
+    (a, b, _), (c, d, _), (p, q, r) = np.asarray(m, dtype=np.float64).reshape(3, 3).tolist()
+    if max(abs(b), abs(c), abs(p), abs(q), abs(r - 1.0)) > _SKEW_TOL or not (a > 0 and d > 0):
+        return None
+    return a, d
+
+
+def snap_translation(m: ArrayLike, origin: tuple[float, float] = (0.0, 0.0)) -> M3:
+    """A new (3, 3) map: ``m`` moved so that ``origin`` lands on integer output coordinates, when axis-aligned.
+
+    ``origin`` (x, y) is a point of the source (the corner of the crop painted).
+    When ``m`` is axis-aligned (:func:`axis_scales`), its translation moves by
+    at most half an output pixel per axis (ties go up), so that the painters
+    draw the crop with one ``cv2.resize`` at whole pixels: compute the labels
+    with the returned map. Any other map comes back unchanged (a copy).
+
+    >>> snap_translation(translation(2.3, 5.7) @ scaling(1.5))[:2, 2].tolist()
+    [2.0, 6.0]
+    >>> snap_translation(translation(2.3, 5.7) @ scaling(1.5), origin=(1, 1))[:2, 2].tolist()  # 3.8, 7.2 -> 4, 7
+    [2.5, 5.5]
+    >>> r = translation(0.3, 0) @ rotation_scale(10, 1)
+    >>> np.array_equal(snap_translation(r), r)
+    True
+    """
+    out = np.array(m, dtype=np.float64)
+    if out.shape != (3, 3) or not np.isfinite(out).all():
+        raise ValueError(f"m: expected a finite (3, 3) matrix, got shape {out.shape}")
+    k = axis_scales(out)
+    if k is None:
+        return out
+    for i in (0, 1):
+        at = k[i] * float(origin[i]) + out[i, 2]
+        out[i, 2] += math.floor(at + 0.5 + _SNAP_EPS) - at
+    return out
+
+
+def aligned_rect(src_size: tuple[int, int], m: ArrayLike) -> tuple[int, int, int, int] | None:
+    """The output pixels a resize paints for a source of ``src_size`` (h, w) under ``m``, or None.
+
+    Defined when ``m`` (source continuous frame -> output) is axis-aligned
+    (:func:`axis_scales`) and maps the source's corner to whole pixels
+    ``(ox, oy)`` (within :data:`ALIGN_TOL`). Returns int ``(ox, oy, x1, y1)``,
+    not clipped: the pixels the source covers by at least half (``x1 = ox +
+    round(w * kx)``, ties up), each the source sampled bilinearly at its
+    centre's pre-image clamped to the source's pixel centres.
+
+    >>> m = translation(3, -2) @ scaling(0.52)  # the source spans 10.4 x 5.2 pixels
+    >>> aligned_rect((10, 20), m), aligned_rect((10, 20), translation(3.5, 0))
+    ((3, -2, 13, 3), None)
+    """
+    k = axis_scales(m)
+    if k is None:
+        return None
+    a = np.asarray(m, dtype=np.float64)
+    ox, oy = round(float(a[0, 2])), round(float(a[1, 2]))
+    if abs(a[0, 2] - ox) > ALIGN_TOL or abs(a[1, 2] - oy) > ALIGN_TOL:
+        return None
+    h, w = src_size
+    return ox, oy, ox + math.floor(w * k[0] + 0.5 + _EDGE_TOL), oy + math.floor(h * k[1] + 0.5 + _EDGE_TOL)
+
+
 def warp_points(points: ArrayLike, m: ArrayLike) -> NDArray[np.float64]:
     """Map (N, 2) points by the (3, 3) matrix ``m``; returns (N, 2) float64.
 
@@ -183,16 +257,68 @@ def warp_image(
     """Warp an (H, W, C) image by ``m`` (continuous frame) into an (out_h, out_w, C) image.
 
     Uses ``cv2.warpAffine`` when ``m`` is affine, ``cv2.warpPerspective``
-    otherwise; pixels that map outside the source get ``fill``.
+    otherwise; pixels that map outside the source get ``fill``. A bilinear
+    warp that :func:`aligned_rect` places on whole pixels is one
+    ``cv2.resize`` instead: the pixels the image covers by at least half are
+    the image (its edge pixels replicated, not blended with the fill), the
+    others the fill.
     """
     out_h, out_w = out_size
     bv = (fill,) * 3 if isinstance(fill, int) else tuple(fill)
+    rect = aligned_rect(image.shape[:2], m) if interpolation == cv2.INTER_LINEAR else None
+    if rect is not None:
+        out = np.empty((out_h, out_w, *image.shape[2:]), dtype=image.dtype)
+        x0, y0, x1, y1 = _paste_resized(out, image, m, rect, (0, 0, out_w, out_h)) or (0, 0, 0, 0)
+        for ya, yb, xa, xb in ((0, y0, 0, out_w), (y1, out_h, 0, out_w), (y0, y1, 0, x0), (y0, y1, x1, out_w)):
+            out[ya:yb, xa:xb] = bv[: out.shape[2]] if out.ndim == 3 else bv[0]  # the fill around it
+        return out
     mc = _to_pixel_centres(m)
     if is_affine(mc):
         out = cv2.warpAffine(image, mc[:2], (out_w, out_h), flags=interpolation, borderValue=bv)
     else:
         out = cv2.warpPerspective(image, mc, (out_w, out_h), flags=interpolation, borderValue=bv)
     return np.ascontiguousarray(out)
+
+
+def _paste_resized(dst: NDArray[np.uint8], src: NDArray[np.uint8], m: ArrayLike, rect: tuple[int, int, int, int],
+                   region: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """Draw ``src`` resized by ``m``'s scales over ``rect`` (:func:`aligned_rect`, perhaps grown by a seam) into
+    ``dst``, inside ``region`` only; returns the (x0, y0, x1, y1) pixels written, or None. Uses
+    ``cv2.resize`` with the scales given (so it uses them exactly), straight
+    into ``dst`` when it fits; where the rect is wider (taller) than resize's
+    own size, or the size would stay the same (OpenCV then copies), ``src``
+    with its last columns (rows) repeated, which is what resize clamps to.
+    """
+    ox, oy, x1, y1 = rect
+    c = (max(ox, region[0]), max(oy, region[1]), min(x1, region[2]), min(y1, region[3]))
+    if c[2] <= c[0] or c[3] <= c[1]:
+        return None
+    a = np.asarray(m, dtype=np.float64)
+    kx, ky, w, h, tail = float(a[0, 0]), float(a[1, 1]), x1 - ox, y1 - oy, src.shape[2:]
+    pad = [0, 0]  # columns, rows of src repeated: what resize clamps to
+    for i, (k, n, want) in enumerate(((kx, src.shape[1], w), (ky, src.shape[0], h))):
+        while round((n + pad[i]) * k) < want:  # cv2.resize's own size is cvRound(n * k)
+            pad[i] += 1
+    i = int(abs(ky - 1.0) > abs(kx - 1.0))  # OpenCV copies a same-size image: grow the axis resized most
+    while all(round((n + q) * k) == n + q for k, n, q in ((kx, src.shape[1], pad[0]), (ky, src.shape[0], pad[1]))) \
+            and (kx, ky) != (1.0, 1.0) and pad[i] < 4096:
+        pad[i] += 1
+    if pad[0] or pad[1]:
+        src = cv2.copyMakeBorder(src, 0, pad[1], 0, pad[0], cv2.BORDER_REPLICATE).reshape(
+            src.shape[0] + pad[1], src.shape[1] + pad[0], *tail)
+    rw, rh = round(src.shape[1] * kx), round(src.shape[0] * ky)
+    if (rh, rw) == src.shape[:2] and (kx, ky) != (1.0, 1.0):  # scales within ~1e-4 of one
+        inv = np.array([[1.0 / kx, 0.0, 0.5 / kx - 0.5], [0.0, 1.0 / ky, 0.5 / ky - 0.5]])
+        res = cv2.warpAffine(src, inv, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE).reshape(h, w, *tail)
+    elif (w, h) == (rw, rh) and c == rect and tail in ((3,), (4,)):
+        if np.shares_memory(cv2.resize(src, None, dst[oy:y1, ox:x1], kx, ky, cv2.INTER_LINEAR), dst):
+            return c
+        raise ValueError("dst: OpenCV could not resize into it in place; pass a C-contiguous (H, W, C) uint8 array")
+    else:
+        res = cv2.resize(src, None, fx=kx, fy=ky, interpolation=cv2.INTER_LINEAR).reshape(rh, rw, *tail)
+    dst[c[1] : c[3], c[0] : c[2]] = res[c[1] - oy : c[3] - oy, c[0] - ox : c[2] - ox]
+    return c
 
 
 def warped_bounds(src_size: tuple[int, int], m: ArrayLike, dst_size: tuple[int, int]) -> tuple[int, int, int, int] | None:
@@ -232,20 +358,30 @@ def warp_into(
     m: ArrayLike,
     interpolation: int = cv2.INTER_LINEAR,
     within: tuple[int, int, int, int] | None = None,
+    rect: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Warp ``src`` by ``m`` (continuous frame) *into* ``dst``, in place.
 
-    With ``within`` (x0, y0, x1, y1), nothing is drawn when the pixels the
-    warp can touch all lie outside that rectangle (only its pixels are wanted);
-    otherwise the warp is drawn exactly as without it.
+    With ``within`` (x0, y0, x1, y1), only those pixels are wanted: nothing is
+    drawn when the pixels the warp can touch all lie outside it; pixels inside
+    it are drawn exactly as without it.
 
     Only the destination pixels whose pre-image lies inside ``src`` are
     written (``BORDER_TRANSPARENT``), and OpenCV is run only over the
     bounding rectangle of the warped source, so warping several tiles into one
-    output costs about one warp per output pixel. ``dst`` must be a
-    C-contiguous (H, W, C) uint8 array; ``src`` is not modified.
+    output costs about one warp per output pixel. A bilinear warp on whole pixels
+    (:func:`aligned_rect`, or ``rect``: it grown by a seam) is one ``cv2.resize``
+    writing all of it (edges replicated). ``dst``: C-contiguous (H, W, C) uint8.
     """
     if src.shape[0] == 0 or src.shape[1] == 0:
+        return
+    if rect is None and interpolation == cv2.INTER_LINEAR:
+        rect = aligned_rect(src.shape[:2], m)
+    if rect is not None:
+        h, w = dst.shape[:2]
+        region = (0, 0, w, h) if within is None else (max(within[0], 0), max(within[1], 0), min(within[2], w),
+                                                        min(within[3], h))
+        _paste_resized(dst, src, m, rect, region)
         return
     bounds = warped_bounds(src.shape[:2], m, dst.shape[:2])
     if bounds is None:

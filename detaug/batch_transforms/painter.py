@@ -23,6 +23,9 @@ How each step reproduces the OpenCV painter (OpenCV 5's rules; OpenCV 4's with `
   computed exactly as its integer code does), a tile writes where its
   top-left tap is inside the crop and replicates the crop's last column and
   row, round half up;
+* warps the OpenCV painter draws with ``cv2.resize`` (axis-aligned, crop corner
+  on a whole pixel: the plans snap them so) are painted by
+  :mod:`~detaug.batch_transforms.resize`, bit for bit, over their rects;
 * Mosaic frame clip: pixels whose centre maps outside the frame square get the fill;
 * MixUp: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, as
   :func:`~detaug.transforms.mixup.mixup_pixels`; CutMix: the partner canvas
@@ -68,6 +71,7 @@ import torch.nn.functional as F
 from detaug.batch import Batch
 from detaug.batch_transforms import hsv as hsv_kernels
 from detaug.batch_transforms.plan_batch import PlanBatch
+from detaug.batch_transforms.resize import resize_mode, resized
 from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
@@ -253,9 +257,13 @@ class DevicePainter:
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
         v4 = self.opencv < 5
+        rz_all, rect_all = resize_mode(batch)
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
-            src = self._read(batch, k, n)  # (n, 4, Hmax, Wmax) float32
-            roi = batch.warp_roi[:n, k]
+            src8 = self._sources(batch, k, n)
+            src = self._read(batch, k, n, src8)  # (n, 4, Hmax, Wmax) float32
+            rz = rz_all[:n, k]
+            roi = torch.where(rz[:, None], rect_all[:n, k], batch.warp_roi[:n, k])  # a resize writes its rect
+            rz = rz if bool(rz.any()) else None
             whole = batch.warp_whole[:n, k, None, None]
             any_whole = batch.slot_whole[k] if batch.slot_whole else True
             step = max(1, CPU_STEP_PIXELS // (n * s)) if dev.type == "cpu" else s
@@ -274,6 +282,9 @@ class DevicePainter:
                 val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
                 if write is not None:
                     val = torch.where(write[:, None], val, below)
+                if rz is not None:  # resize-mode warps: OpenCV's resize exactly, inside their rects
+                    exact = resized(src8, batch.warp_cv_inverse[:n, k], batch.warp_crop[:n, k], roi, xs[:n], y)
+                    val = torch.where((rz[:, None, None] & _in_rect(roi, xs[:n] - 0.5, y - 0.5))[:, None], exact, val)
                 below.copy_(val)  # exact: integer levels in 0..255
         return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
 
@@ -345,17 +356,20 @@ class DevicePainter:
         out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
-    def _read(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
-        """Slot k's sources for canvases 0..n-1: (n, 4, Hmax, Wmax) float32, RGB zeroed outside the crop + crop mask.
+    def _sources(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
+        """Slot k's sources for canvases 0..n-1: (n, Hmax, Wmax, 3) uint8."""
+        rows = batch.warp_source[:n, k]
+        if batch.sources.shape[0] or self.bank is None:
+            return batch.sources.index_select(0, rows)
+        # ids only (ship_sources=False): the pixels are in the bank, on this device
+        return self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
+
+    def _read(self, batch: PlanBatch, k: int, n: int, src: torch.Tensor) -> torch.Tensor:
+        """:meth:`_sources` (n, Hmax, Wmax, 3) as (n, 4, Hmax, Wmax) float32: RGB zeroed outside the crop + crop mask.
 
         The crop indicator is separable (a row vector times a column vector),
         so each of the two channel groups is written in one pass.
         """
-        rows = batch.warp_source[:n, k]
-        if batch.sources.shape[0] or self.bank is None:
-            src = batch.sources.index_select(0, rows)  # (n, Hmax, Wmax, 3) uint8
-        else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
-            src = self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
         _, hmax, wmax, _ = src.shape
         crop = batch.warp_crop[:n, k, :, None, None, None]  # (n, 4, 1, 1, 1)
         xs = torch.arange(wmax, device=src.device)[None, None, :]
