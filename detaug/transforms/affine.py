@@ -44,6 +44,7 @@ __all__ = [
     "WarpedLabels",
     "warp_labels",
     "warp_sample",
+    "letterbox_matrix",
     "visible_crop",
     "crop_bounds",
 ]
@@ -293,6 +294,23 @@ def warp_sample(
     )
 
 
+def letterbox_matrix(size: tuple[int, int], params: AffineParams, img_size: int) -> geometry.M3:
+    """The (3, 3) map of the affine alone: an image of ``size`` (h, w) scaled so that its long side is
+    ``img_size``, then warped by ``params`` into the ``img_size x img_size`` output.
+
+    Snapped (:func:`detaug.geometry.snap_translation` at the image's corner,
+    moved by at most half a pixel) when axis-aligned, so that the painters
+    resize the image onto whole pixels; compute the labels with it.
+
+    >>> letterbox_matrix((50, 100), AffineParams(translate_x=0.013), 64)[:2].tolist()
+    [[0.64, 0.0, 1.0], [0.0, 0.64, 16.0]]
+    """
+    h, w = size
+    ratio = img_size / max(h, w)
+    m = params.matrix((h * ratio, w * ratio), (img_size, img_size)) @ geometry.scaling(ratio)
+    return geometry.snap_translation(m)
+
+
 # ----------------------------------------------------------------------------- the transform
 
 
@@ -381,8 +399,13 @@ class RandomAffine(Transform[AffineParams]):
         return self.draw(rng)
 
     def matrix(self, sample: Sample, params: AffineParams) -> geometry.M3:
-        """The (3, 3) map from ``sample``'s frame to the output frame."""
-        return params.matrix(sample.size, self.img_size)
+        """The (3, 3) map from ``sample``'s frame to the output frame.
+
+        Snapped (:func:`detaug.geometry.snap_translation`, by at most half a
+        pixel) when axis-aligned, so that the image is one ``cv2.resize`` pasted
+        at whole pixels; labels and pixels both follow this map.
+        """
+        return geometry.snap_translation(params.matrix(sample.size, self.img_size))
 
     def apply(self, sample: Sample, params: AffineParams) -> Sample:
         """Warp ``sample`` into an ``img_size`` image with ``params``; never modifies ``sample``."""

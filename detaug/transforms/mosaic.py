@@ -153,10 +153,12 @@ class TilePlacement:
         matrix: (3, 3) float64 map tile frame -> mosaic frame (resize + offset).
         visible_rect: (x1, y1, x2, y2) in the *tile's* frame: the part of the
             tile inside its cell and inside the frame (may be empty: x2 <= x1).
+        cell_rect: the same without the frame: the part inside its cell.
     """
 
     matrix: NDArray[np.float64]
     visible_rect: Rect
+    cell_rect: Rect | None = None
 
     @property
     def empty(self) -> bool:
@@ -176,16 +178,16 @@ def _intersect(a: Rect, b: Rect) -> Rect:
 
 
 def _layout4(sizes: Sequence[tuple[int, int]], s: int, xc: int, yc: int) -> list[tuple[Rect, Rect]]:
-    """(placed rect, cell) per cell for n = 4, in frame coordinates."""
+    """(placed rect, cell) per cell for n = 4, in frame coordinates (cells open where the frame bounds them)."""
     out = []
-    two = 2 * s
+    two = math.inf
     for cell, (h, w) in enumerate(sizes):
         left = cell in (0, 2)
         top = cell in (0, 1)
         x0 = xc - w if left else xc
         y0 = yc - h if top else yc
-        cx = (0, xc) if left else (xc, two)
-        cy = (0, yc) if top else (yc, two)
+        cx = (-two, xc) if left else (xc, two)
+        cy = (-two, yc) if top else (yc, two)
         out.append(((x0, y0, x0 + w, y0 + h), (cx[0], cy[0], cx[1], cy[1])))
     return out
 
@@ -207,7 +209,7 @@ def _layout9(sizes: Sequence[tuple[int, int]], s: int, xc: int, yc: int) -> list
         (s - w[8], s + h[0] - h[7] - h[8]),
     ]
     ox, oy = xc - s // 2, yc - s // 2
-    frame = (0.0, 0.0, 2.0 * s, 2.0 * s)
+    frame = (-math.inf, -math.inf, math.inf, math.inf)  # the tiles never overlap: only the frame bounds them
     out = []
     for (x, y), (th, tw) in zip(corners, sizes, strict=True):
         rect = (x - ox, y - oy, x - ox + tw, y - oy + th)
@@ -235,6 +237,35 @@ def _reaches_output(rect: Rect, m: geometry.M3, s: int) -> bool:
     pq, ps = q @ normals.T, square @ normals.T
     separated = (pq.max(axis=0) <= ps.min(axis=0)) | (ps.max(axis=0) <= pq.min(axis=0))
     return not bool(separated.any())
+
+
+def _aligned_tile(size: tuple[int, int], place: TilePlacement, a: geometry.M3, s: int
+                  ) -> tuple[tuple[int, int, int, int], geometry.M3, Rect]:
+    """The crop, snapped map and visible rect of a tile whose map ``a @ place.matrix`` (tile -> output) is axis-aligned.
+
+    The crop is the visible rect grown past the frame (whose clip then cuts
+    the pixels where it always did) and cut to what reaches the s x s output
+    (with a pixel of margin, and two tile pixels for the interpolation), so a
+    resize computes no pixel far outside the output; the map is
+    :func:`detaug.geometry.snap_translation` at the crop's corner (moved by at
+    most half a pixel), so the painters resize it onto whole pixels. Where two
+    tiles meet (their own edges), the painters cover the pixel a snap may leave
+    between them (:func:`detaug.canvas.seam_rects`).
+    The visible rect (for the labels) is the tile's part in its cell, moved
+    with it, cut by the frame where the frame clip cuts the pixels: at the
+    frame's unsnapped edges.
+    """
+    m = a @ place.matrix
+    kx, ky = m[0, 0], m[1, 1]
+    reach = ((-1.0 - m[0, 2]) / kx - 2.0, (-1.0 - m[1, 2]) / ky - 2.0,
+             (s + 1.0 - m[0, 2]) / kx + 2.0, (s + 1.0 - m[1, 2]) / ky + 2.0)
+    gx, gy = 1.0 + 0.5 / kx, 1.0 + 0.5 / ky  # past the frame by more than the snap moves it
+    v = place.visible_rect
+    crop = crop_bounds(size, _intersect((v[0] - gx, v[1] - gy, v[2] + gx, v[3] + gy), reach))
+    m = geometry.snap_translation(m, crop[:2])
+    f = geometry.warp_points([[0.0, 0.0], [2.0 * s, 2.0 * s]], a).ravel()  # the frame in the output
+    frame = ((f[0] - m[0, 2]) / kx, (f[1] - m[1, 2]) / ky, (f[2] - m[0, 2]) / kx, (f[3] - m[1, 2]) / ky)
+    return crop, m, _intersect(place.cell_rect or place.visible_rect, frame)
 
 
 class Mosaic(MixTransform[MosaicParams]):
@@ -335,9 +366,9 @@ class Mosaic(MixTransform[MosaicParams]):
         for tile, (ph, pw), (rect, cell) in zip(tiles, sizes, layout, strict=True):
             sx, sy = pw / tile.width, ph / tile.height
             m = geometry.translation(rect[0], rect[1]) @ geometry.scaling(sx, sy)
-            vx1, vy1, vx2, vy2 = _intersect(_intersect(rect, cell), frame)
-            vis = ((vx1 - rect[0]) / sx, (vy1 - rect[1]) / sy, (vx2 - rect[0]) / sx, (vy2 - rect[1]) / sy)
-            out.append(TilePlacement(matrix=m, visible_rect=vis))
+            vis, inner = [((x1 - rect[0]) / sx, (y1 - rect[1]) / sy, (x2 - rect[0]) / sx, (y2 - rect[1]) / sy)
+                          for x1, y1, x2, y2 in (_intersect(_intersect(rect, cell), frame), _intersect(rect, cell))]
+            out.append(TilePlacement(matrix=m, visible_rect=vis, cell_rect=inner))
         return out
 
     def output_matrix(self, params: MosaicParams) -> geometry.M3:
@@ -381,8 +412,11 @@ class Mosaic(MixTransform[MosaicParams]):
             crop = crop_bounds(tile.size, place.visible_rect)
             if crop[2] <= crop[0] or crop[3] <= crop[1] or not _reaches_output(place.visible_rect, m, s):
                 continue
+            vis = place.visible_rect
+            if geometry.axis_scales(m) is not None:
+                crop, m, vis = _aligned_tile(tile.size, place, a, s)
             warps.append(TileWarp(source=k, crop=crop, matrix=m))
-            lab = warp_labels(tile, m, (s, s), self.box_filter, place.visible_rect)
+            lab = warp_labels(tile, m, (s, s), self.box_filter, vis)
             boxes.append(lab.boxes)
             classes.append(lab.classes)
             weights.append(lab.weights)

@@ -136,6 +136,31 @@ def interior(label, a, s, margin=1.5):
     return res.reshape(s, s)
 
 
+def cell_shifts(mosaic, src, p, tiles, a):
+    """Per cell, the (dx, dy) by which the plan moved that tile's map away from the reference's ``a @ placement``.
+
+    The plan snaps axis-aligned tile maps to whole output pixels (so that they
+    are painted by a resize): the linear part is the reference's, and the
+    translation moves by at most half a pixel; other maps are the reference's.
+    References follow the plan's maps with ``translation(dx, dy) @ a`` per cell.
+    """
+    order = p.cell_sources()
+    layout = ref_layout([ref_tile_size(t.height, t.width, S) for t in tiles], p.n, S, *p.center)
+    shifts = [np.zeros(2) for _ in tiles]
+    for w in mosaic.plan(src, p)[1].warps:
+        cell = order.index(w.source)
+        (x0, y0), _ = layout[cell]
+        ph, pw = ref_tile_size(tiles[cell].height, tiles[cell].width, S)
+        ref = a @ np.array([[pw / tiles[cell].width, 0, x0], [0, ph / tiles[cell].height, y0], [0, 0, 1]])
+        np.testing.assert_allclose(w.matrix[:, :2], ref[:, :2], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(w.matrix[2], ref[2], rtol=1e-9, atol=1e-12)
+        d = w.matrix[:2, 2] - ref[:2, 2]
+        aligned = geometry.axis_scales(ref) is not None
+        assert np.all(np.abs(d) <= (0.5 + 1e-6 if aligned else 1e-9)), f"cell {cell} moved by {d}"
+        shifts[cell] = d
+    return shifts
+
+
 def smooth_image(rng, h, w):
     small = rng.integers(30, 226, (5, 5, 3), dtype=np.uint8)
     return np.ascontiguousarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(20, 235))
@@ -176,8 +201,11 @@ def test_matches_naive_canvas_reference(n, name, ap, center):
         out = mosaic.apply(src[0], src[1:], p)
         canvas, label = ref_canvas(tiles, n, S, center, border)
         a = affine_of(ap, S)
-        ref = ref_warp(canvas, a, S, border)
         lab = interior(label, a, S)
+        ref = ref_warp(canvas, a, S, border)
+        for cell, d in enumerate(cell_shifts(mosaic, src, p, tiles, a)):  # each tile where the plan put it
+            if np.any(d != 0):
+                ref = np.where((lab == cell)[..., None], ref_warp(canvas, geometry.translation(*d) @ a, S, border), ref)
         tile_px = lab >= 0
         # a tile cut by the frame's edge at a fractional tile pixel may bleed up to
         # ~1.5 tile pixels (3 canvas px for the 2x tile) beyond it
@@ -258,25 +286,40 @@ def _boxed_tiles(sizes, seed, polygons=False):
     return tiles, np.concatenate(all_colors)
 
 
-def _reference_objects(tiles, n, s, center, a):
-    """Per object id (float64): whole box moved (unclipped), and the clipped visible box (boxes only)."""
+def _reference_objects(tiles, n, s, center, a, shifts):
+    """Per object id (float64): whole box moved (unclipped), and the clipped visible box (boxes only).
+
+    Tile i goes through ``translation(*shifts[i]) @ a`` (the plan's snapped map, see :func:`cell_shifts`).
+    A moved tile is cut by its cell where it lies (the cell moves with it) and by the frame where
+    the frame's clip cuts the pixels (the frame does not move).
+    """
     layout = ref_layout([ref_tile_size(t.height, t.width, s) for t in tiles], n, s, *center)
+    inf, (xc, yc) = np.inf, center
+    cells = [(-inf, -inf, xc, yc), (xc, -inf, inf, yc), (-inf, yc, xc, inf), (xc, yc, inf, inf)] if n == 4 else (
+        [(-inf, -inf, inf, inf)] * n)
+    frame_out = reference_box_envelope(np.array([0, 0, 2 * s, 2 * s], np.float64), a)[0]
     full, after = {}, {}
-    for t, ((x0, y0), vis) in zip(tiles, layout, strict=True):
+    for t, ((x0, y0), vis), d, cell in zip(tiles, layout, shifts, cells, strict=True):
+        a_t = geometry.translation(*d) @ a
+        if np.any(d != 0):  # an axis-aligned map, moved: cut by the cell, then by the frame in the output
+            vis, lim = cell, np.array([*frame_out[:2], *frame_out[2:]])
+        else:
+            lim = np.array([-inf, -inf, inf, inf])
         ph, pw = ref_tile_size(t.height, t.width, s)
         sx, sy = pw / t.width, ph / t.height
         place = np.array([[sx, 0, x0], [0, sy, y0], [0, 0, 1]], np.float64)
         for j, k in enumerate(t.classes.tolist()):
             if t.polygons is not None:
                 pts = t.polygons[j][~np.isnan(t.polygons[j][:, 0])]
-                q = reference_warp_points(reference_warp_points(pts, place), a)
+                q = reference_warp_points(reference_warp_points(pts, place), a_t)
                 full[k] = np.array([q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max()])
             else:
                 b = t.boxes[j].astype(np.float64)
                 bc = np.array([b[0] * sx + x0, b[1] * sy + y0, b[2] * sx + x0, b[3] * sy + y0])
-                full[k] = reference_box_envelope(bc, a)[0]
+                full[k] = reference_box_envelope(bc, a_t)[0]
                 clipped = np.clip(bc, [vis[0], vis[1]] * 2, [vis[2], vis[3]] * 2)
-                after[k] = np.clip(reference_box_envelope(clipped, a)[0], 0, s)
+                after[k] = np.clip(np.clip(reference_box_envelope(clipped, a_t)[0], lim[:2].tolist() * 2,
+                                           lim[2:].tolist() * 2), 0, s)
     ids = sorted(full)
     return np.stack([full[k] for k in ids]), (np.stack([after[k] for k in ids]) if after else None)
 
@@ -311,7 +354,7 @@ def test_pixel_oracle_and_reference_labels(case, affine, ap, n, polygons):
         for x, (img, b) in zip(src, inputs, strict=True):
             assert np.array_equal(x.image, img) and np.array_equal(x.boxes, b)
         a = affine_of(p.affine, S)
-        full, after = _reference_objects(tiles, n, S, p.center, a)
+        full, after = _reference_objects(tiles, n, S, p.center, a, cell_shifts(mosaic, src, p, tiles, a))
         aa = p.affine.degrees == 0 and p.affine.shear_x == 0 and p.affine.shear_y == 0 and p.affine.persp_x == 0
         assert_matches_paint(out, colors, full, polygons=polygons, axis_aligned=aa, box_filter=f,
                              backgrounds=[TILE_BG, (114, 114, 114)])
