@@ -52,9 +52,13 @@ Interpolation: bilinear, one interpolation per output pixel (a tile's resize
 is folded into its matrix). Known differences from warping a real canvas, all
 within about a pixel:
 
-- where two tiles meet at a fractional output position, the seam pixel
-  blends both tiles and, by at most a quarter, the border value (each tile's
-  edge is blended with whatever the output held when it was drawn);
+- an axis-aligned tile map (no rotation, shear, perspective) is snapped so
+  that its crop's corner lands on a whole output pixel (moved by at most half
+  a pixel; labels follow the snapped map) and painted with one ``cv2.resize``;
+  tiles snapped apart meet at a seam pixel painted by one of them
+  (:func:`detaug.canvas.seam_rects`), never the border value;
+- other maps: where two tiles meet at a fractional output position, the seam
+  pixel blends both tiles and, by at most a quarter, the border value;
 - a tile cut by the frame's edge is drawn from a crop rounded outwards to
   whole tile pixels; output pixels whose centre lies outside the frame are
   then reset to the border value, so nothing shows beyond the frame.
