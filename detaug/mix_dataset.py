@@ -14,12 +14,11 @@ from numpy.typing import NDArray
 from detaug.allocator import retain_freed_memory
 from detaug.canvas import CanvasPlan, TileWarp
 from detaug.config import AugmentConfig
-from detaug.geometry import scaling
 from detaug.paint import paint
 from detaug.plan import Blend, Paste, SamplePlan
 from detaug.sample import Labels, Sample
 from detaug.sampler import EpochOrder, as_key
-from detaug.transforms.affine import warp_labels
+from detaug.transforms.affine import letterbox_matrix, warp_labels
 from detaug.transforms.base import Transform
 from detaug.transforms.cutmix import cutmix_labels
 from detaug.transforms.mixup import mixup_labels
@@ -291,9 +290,8 @@ class MixDataset(torch.utils.data.Dataset):
             return labels, canvas.with_sources(tiles), tiles
         s = c.img_size
         h, w = sample.size
-        ratio = s / max(h, w)
         params = self.affine.sample_params(rng, sample)
-        m = params.matrix((h * ratio, w * ratio), (s, s)) @ scaling(ratio)
+        m = letterbox_matrix((h, w), params, s)
         lab = warp_labels(sample, m, (s, s), self.box_filter)
         labels = Labels((s, s), lab.boxes, lab.classes, lab.weights, lab.polygons, sample.meta)
         return labels, CanvasPlan((TileWarp(int(index), (0, 0, w, h), m, whole=True),)), (int(index),)
