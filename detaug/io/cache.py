@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,8 @@ R = TypeVar("R")
 
 #: Bytes reserved at the head of a segment for the valid flags (rounded up to this).
 _ALIGN = 64
+#: Linux >= 5.14 madvise: map a range's pages writable in one call (Python 3.11's mmap lacks the name).
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 
 
 def map_progress(
@@ -147,8 +150,10 @@ class ImageCache:
 
     def __init__(self, buffer: NDArray[np.uint8], offsets: NDArray[np.int64],
                  shapes: NDArray[np.int64], valid: NDArray[np.bool_], lazy: bool = False,
-                 name: str | None = None) -> None:
+                 name: str | None = None, mapping: tuple[mmap.mmap, int] | None = None) -> None:
         self.buffer = buffer
+        # (the mmap holding buffer, buffer's offset in it): put() maps a slot's pages in one call
+        self._mapping = mapping if lazy and sys.platform.startswith("linux") else None
         self.offsets = offsets
         self.shapes = shapes
         self.valid = valid
@@ -182,7 +187,8 @@ class ImageCache:
         whole = np.frombuffer(mem, dtype=np.uint8)
         valid = whole[:n].view(np.bool_)
         buf = whole[head : head + total]
-        cache = cls(buf, offsets, shp, valid, lazy=True, name=name)
+        cache = cls(buf, offsets, shp, valid, lazy=True, name=name,
+                    mapping=(mem, head) if isinstance(mem, mmap.mmap) else None)
         if name is not None:
             weakref.finalize(cache, _unlink, name, os.getpid())  # also at interpreter exit
         cache.lazy = lazy
@@ -216,15 +222,18 @@ class ImageCache:
                 seg = None  # the owner is gone: start an empty private lazy cache
             if seg is not None:
                 _, _, total, head = _layout(shapes)
-                whole = np.frombuffer(_map_segment(seg), dtype=np.uint8)
+                mem = _map_segment(seg)
+                whole = np.frombuffer(mem, dtype=np.uint8)
                 self.__init__(whole[head : head + total], offsets, shapes,  # type: ignore[misc]
-                              whole[: len(shapes)].view(np.bool_), lazy=True, name=name)
+                              whole[: len(shapes)].view(np.bool_), lazy=True, name=name,
+                              mapping=(mem, head) if isinstance(mem, mmap.mmap) else None)
                 self.lazy = lazy
                 if not lazy:
                     self.buffer.setflags(write=False)
                 return
         fresh = ImageCache._new(shapes, lazy=True, share=False)
-        self.__init__(fresh.buffer, offsets, shapes, fresh.valid, lazy=True)  # type: ignore[misc]
+        self.__init__(fresh.buffer, offsets, shapes, fresh.valid, lazy=True,  # type: ignore[misc]
+                      mapping=fresh._mapping)
 
     def put(self, index: int, image: NDArray[np.uint8]) -> bool:
         """Store image ``index`` in a lazy cache; False (nothing stored) if its shape is not the expected one."""
@@ -234,9 +243,22 @@ class ImageCache:
         if image.shape != (h, w, 3):
             return False
         start = int(self.offsets[index])
+        self._populate(start, h * w * 3)
         self.buffer[start : start + h * w * 3] = image.reshape(-1)
         self.valid[index] = True
         return True
+
+    def _populate(self, start: int, length: int) -> None:
+        """Map ``buffer[start : start + length]``'s pages in one call rather than one fault per page
+        (shared-memory faults are costly); a no-op where the kernel cannot (and from then on)."""
+        if self._mapping is None or length <= 0:
+            return
+        mem, head = self._mapping
+        a = (head + start) // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            mem.madvise(_MADV_POPULATE_WRITE, a, head + start + length - a)
+        except (OSError, ValueError):
+            self._mapping = None
 
     @property
     def nbytes(self) -> int:
