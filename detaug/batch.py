@@ -33,8 +33,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from detaug.canvas import DEFAULT_FILL, Fill, as_fill
 from detaug.sample import Sample
@@ -223,6 +225,25 @@ class Batch:
         }
 
 
+def _new_images(bsz: int, h: int, w: int) -> torch.Tensor:
+    """An uninitialised (bsz, 3, h, w) uint8 CPU tensor; in a DataLoader worker its storage is shared
+    memory (as torch's ``default_collate`` makes it), so handing the batch to the main process copies nothing."""
+    proto = torch.empty(0, dtype=torch.uint8)
+    if torch.utils.data.get_worker_info() is not None:
+        storage = proto._typed_storage()._new_shared(bsz * 3 * h * w, device=proto.device)
+        return proto.new(storage).resize_(bsz, 3, h, w)
+    return torch.empty((bsz, 3, h, w), dtype=torch.uint8)
+
+
+def _to_planes(image: NDArray[np.uint8], planes: NDArray[np.uint8]) -> None:
+    """Copy an (h, w, 3) image into the (3, h, w) view ``planes`` (one de-interleaving pass, OpenCV's split)."""
+    if image.flags.c_contiguous:
+        out = cv2.split(image, [planes[0], planes[1], planes[2]])
+        if all(np.shares_memory(o, planes) for o in out):
+            return
+    planes[...] = image.transpose(2, 0, 1)  # OpenCV could not write into the view: numpy's strided copy
+
+
 def collate(samples: Sequence[Sample], fill: int | Sequence[int] = DEFAULT_FILL) -> Batch:
     """Collate Samples into a :class:`Batch` (usable as a DataLoader ``collate_fn``).
 
@@ -249,20 +270,22 @@ def collate(samples: Sequence[Sample], fill: int | Sequence[int] = DEFAULT_FILL)
     bsz = len(samples)
     sizes = np.array([s.image.shape[:2] for s in samples], dtype=np.int64).reshape(bsz, 2)
     h, w = (int(v) for v in sizes.max(axis=0))
-    if rgb[0] == rgb[1] == rgb[2]:
-        images = np.full((bsz, 3, h, w), rgb[0], dtype=np.uint8)
-    else:
-        images = np.empty((bsz, 3, h, w), dtype=np.uint8)
-        images[...] = np.array(rgb, np.uint8)[None, :, None, None]
-    for i, s in enumerate(samples):  # one strided copy per image (HWC -> CHW)
-        images[i, :, : s.height, : s.width] = s.image.transpose(2, 0, 1)
+    tensor = _new_images(bsz, h, w)
+    images = tensor.numpy()
+    colour = np.array(rgb, np.uint8)[:, None, None]
+    for i, s in enumerate(samples):
+        _to_planes(s.image, images[i, :, : s.height, : s.width])  # HWC -> CHW
+        if s.height < h:  # padding only where the image does not reach
+            images[i, :, s.height:, :] = colour
+        if s.width < w:
+            images[i, :, : s.height, s.width:] = colour
     counts = np.array([s.num_objects for s in samples], dtype=np.int64)
     batch_idx = np.repeat(np.arange(bsz, dtype=np.int64), counts)
     boxes = np.concatenate([s.boxes for s in samples]).astype(np.float32, copy=False).reshape(-1, 4)
     classes = np.concatenate([s.classes for s in samples]).astype(np.int64, copy=False)
     weights = np.concatenate([s.weights for s in samples]).astype(np.float32, copy=False)
     return Batch(
-        images=torch.from_numpy(images),
+        images=tensor,
         batch_idx=torch.from_numpy(batch_idx),
         classes=torch.from_numpy(np.ascontiguousarray(classes)),
         boxes=torch.from_numpy(np.ascontiguousarray(boxes)),

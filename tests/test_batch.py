@@ -174,3 +174,22 @@ def test_collate_fill_pads_and_is_recorded(fill, rgb):
 def test_collate_fill_validation(fill):
     with pytest.raises(ValueError, match="fill"):
         collate([make_sample(np.random.default_rng(8), 4, 4, 0)], fill=fill)
+
+
+class _Ragged(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> Sample:
+        return make_sample(np.random.default_rng(i), 10 + i, 14 - i, i % 3)
+
+
+def test_collate_in_a_worker_fills_shared_memory_the_main_process_reads():
+    """In a DataLoader worker the images go straight into shared memory (no copy to send them), same pixels."""
+    ds = _Ragged()
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate)
+    for k, b in enumerate(loader):
+        ref = collate([ds[i] for i in range(4 * k, 4 * k + 4)])
+        assert b.images.is_shared() and not ref.images.is_shared()
+        assert torch.equal(b.images, ref.images) and torch.equal(b.boxes, ref.boxes)
+        assert (b.images[0, :, 10 + 4 * k:] == DEFAULT_FILL).all()  # padding below the first, shortest image

@@ -5,8 +5,10 @@ Runs MixDataset (default AugmentConfig, EpochSampler keys, batch 16, persistent
 workers) over a YOLO data yaml for a few epochs per worker count, with OpenCV
 set to one thread in the main process before the workers start. Prints, per
 worker count, samples/s of every epoch and the median of epochs 2..E, and the
-largest RSS each worker reported in each epoch. Every figure is measured in
-this run.
+largest RSS each worker reported in each epoch: all of it, and its private
+part (``RssAnon``: the pages of the shared image cache a worker reads are
+not its own, and count in its RSS as it touches more of them). Every figure
+is measured in this run.
 
     python tools/loader_scaling.py --data /path/to/coco128/coco128.yaml --workers 1,2 --epochs 5
 """
@@ -32,13 +34,15 @@ from detaug import AugmentConfig, MixDataset, YoloDataset, collate  # noqa: E402
 from detaug.sampler import EpochSampler  # noqa: E402
 
 
-def rss_mib() -> int:
-    """This process's resident set size in MiB (Linux /proc)."""
+def rss_mib() -> tuple[int, int]:
+    """This process's resident set size and its private anonymous part, in MiB (Linux /proc)."""
+    got = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) // 1024
-    return -1
+            key = line.split(":")[0]
+            if key in ("VmRSS", "RssAnon"):
+                got[key] = int(line.split()[1]) // 1024
+    return got.get("VmRSS", -1), got.get("RssAnon", -1)
 
 
 class WithRSS(Dataset):
@@ -88,7 +92,9 @@ def main(argv=None) -> int:
         print(f"workers={w}: samples/s per epoch {[round(r, 1) for r in rates]}, median of epochs 2-{a.epochs} "
               f"{medians[w]:.1f}")
         for wid in sorted(rss):
-            print(f"  worker {wid}: max RSS per epoch (MiB) {[max(rss[wid][e]) for e in sorted(rss[wid])]}")
+            total = [max(m[0] for m in rss[wid][e]) for e in sorted(rss[wid])]
+            private = [max(m[1] for m in rss[wid][e]) for e in sorted(rss[wid])]
+            print(f"  worker {wid}: max RSS per epoch (MiB) {total}, private (RssAnon) {private}")
     if len(medians) > 1:
         lo = min(medians)
         print("scaling vs", lo, "worker(s): " + ", ".join(f"{w}: {m / medians[lo]:.2f}x" for w, m in medians.items()))
