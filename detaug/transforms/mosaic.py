@@ -235,6 +235,8 @@ def _reaches_output(rect: Rect, m: geometry.M3, s: int) -> bool:
     q = geometry.warp_points(corners, m)
     if q[:, 0].max() <= 0 or q[:, 0].min() >= s or q[:, 1].max() <= 0 or q[:, 1].min() >= s:
         return False
+    if m[0, 1] == 0 and m[1, 0] == 0 and geometry.is_affine(m):
+        return bool(x2 > x1 and y2 > y1)  # the quad is its own bounding box, which overlaps the output
     edges = np.roll(q, -1, axis=0) - q
     normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
     square = np.array([[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]])
