@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from detaug import geometry
 
-__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "seam_rects", "clear_outside_frame", "filled_image", "Fill",
+__all__ = ["TileWarp", "CanvasPlan", "paint_canvas", "resize_rects", "seam_rects", "clear_outside_frame", "filled_image", "Fill",
            "FillLike", "DEFAULT_FILL", "as_fill"]
 
 #: (r, g, b) uint8 levels of the pixels no source reaches: one fill for every op and collate.
@@ -264,6 +264,25 @@ def seam_rects(rects: Sequence[tuple[int, int, int, int] | None]) -> list[tuple[
     return out
 
 
+def resize_rects(canvas: CanvasPlan) -> list[tuple[int, int, int, int] | None]:
+    """Per warp of ``canvas``, the int (x0, y0, x1, y1) canvas pixels that :func:`paint_canvas` writes with one
+    ``cv2.resize``, or None for a warp it draws with ``warpAffine``/``warpPerspective``.
+
+    :func:`detaug.geometry.aligned_rect` of the warp's crop and map, and, for
+    Mosaic tiles, grown at the seams between them (:func:`seam_rects`). The one
+    rule both painters follow (the device painter receives these rects).
+
+    >>> half = np.diag([0.5, 0.5, 1.0])
+    >>> resize_rects(CanvasPlan((TileWarp(0, (0, 0, 8, 4), half, whole=True),)))
+    [(0, 0, 4, 2)]
+    """
+    rects = [geometry.aligned_rect((w.crop[3] - w.crop[1], w.crop[2] - w.crop[0]),
+                                   w.matrix @ geometry.translation(w.crop[0], w.crop[1])) for w in canvas.warps]
+    if len(canvas.warps) == 1 and canvas.warps[0].whole:
+        return rects
+    return seam_rects(rects)
+
+
 def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: int,
                  fill: tuple[int, int, int], within: tuple[int, int, int, int] | None = None) -> NDArray[np.uint8]:
     """Draw one canvas with OpenCV: (size, size, 3) uint8, a new array.
@@ -295,7 +314,7 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
     else:
         crops = [images[w.source][w.crop[1]:w.crop[3], w.crop[0]:w.crop[2]] for w in warps]
         maps = [w.matrix @ geometry.translation(w.crop[0], w.crop[1]) for w in warps]
-        rects = seam_rects([geometry.aligned_rect(c.shape[:2], m) for c, m in zip(crops, maps, strict=True)])
+        rects = resize_rects(canvas)
         if all(r is not None for r in rects):
             out = np.empty((size, size, 3), dtype=np.uint8)
             r0 = (0, 0, size, size) if within is None else (

@@ -25,7 +25,8 @@ How each step reproduces the OpenCV painter (OpenCV 5's rules; OpenCV 4's with `
   row, round half up;
 * warps the OpenCV painter draws with ``cv2.resize`` (axis-aligned, crop corner
   on a whole pixel: the plans snap them so) are painted by
-  :mod:`~detaug.batch_transforms.resize`, bit for bit, over their rects;
+  :mod:`~detaug.batch_transforms.resize` over the rects ``collate_plans`` ships
+  (bit for bit but in the two cases that module names, within one level there);
 * Mosaic frame clip: pixels whose centre maps outside the frame square get the fill;
 * MixUp: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, as
   :func:`~detaug.transforms.mixup.mixup_pixels`; CutMix: the partner canvas
@@ -71,7 +72,7 @@ import torch.nn.functional as F
 from detaug.batch import Batch
 from detaug.batch_transforms import hsv as hsv_kernels
 from detaug.batch_transforms.plan_batch import PlanBatch
-from detaug.batch_transforms.resize import resize_mode, resized
+from detaug.batch_transforms.resize import resized
 from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
@@ -257,12 +258,11 @@ class DevicePainter:
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
         v4 = self.opencv < 5
-        rz_all, rect_all = resize_mode(batch)
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
             src8 = self._sources(batch, k, n)
             src = self._read(batch, k, n, src8)  # (n, 4, Hmax, Wmax) float32
-            rz = rz_all[:n, k]
-            roi = torch.where(rz[:, None], rect_all[:n, k], batch.warp_roi[:n, k])  # a resize writes its rect
+            rz = batch.warp_resize[:n, k]
+            roi = torch.where(rz[:, None], batch.warp_rect[:n, k], batch.warp_roi[:n, k])  # a resize writes its rect
             rz = rz if bool(rz.any()) else None
             whole = batch.warp_whole[:n, k, None, None]
             any_whole = batch.slot_whole[k] if batch.slot_whole else True

@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 
 from detaug import geometry
 from detaug.batch import Batch, Fill
+from detaug.canvas import resize_rects
 from detaug.plan import SamplePlan
 from detaug.transforms.photometric import hsv_luts
 
@@ -87,6 +88,9 @@ class PlanBatch:
         warp_whole: (C, K) bool: the warp writes every pixel of its ROI, the fill
             where its pre-image leaves the crop (otherwise: OpenCV's
             ``BORDER_TRANSPARENT``, the canvas below shows through).
+        warp_resize: (C, K) bool: the OpenCV painter draws the warp with one
+            ``cv2.resize`` (:func:`detaug.canvas.resize_rects`), over
+        warp_rect: (C, K, 4) int64 (x0, y0, x1, y1) canvas pixels (zeros where not).
         frame_inverse: (C, 3, 3) float32 canvas -> Mosaic frame map (identity if none).
         frame_side: (C,) float32 side of the frame square; 0 where the canvas has
             no frame clip (or its frame crosses a perspective horizon, which the
@@ -124,6 +128,8 @@ class PlanBatch:
     warp_roi: torch.Tensor
     warp_cv_inverse: torch.Tensor
     warp_whole: torch.Tensor
+    warp_resize: torch.Tensor
+    warp_rect: torch.Tensor
     frame_inverse: torch.Tensor
     frame_side: torch.Tensor
     canvas_item: torch.Tensor
@@ -310,7 +316,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     for b, (plan, _) in enumerate(pairs):
         for cv in plan.canvases:
             warps = []
-            for w in cv.warps:
+            for w, rect in zip(cv.warps, resize_rects(cv), strict=True):
                 x0, y0, x1, y1 = w.crop
                 if w.whole:
                     roi: tuple[int, int, int, int] | None = (0, 0, size, size)
@@ -320,7 +326,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
                 if roi is not None:
                     affine = geometry.is_affine(w.matrix)
                     cv_inv = _cv_inverse(w.matrix @ geometry.translation(x0, y0), roi)
-                    warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine, cv_inv))
+                    warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine, cv_inv,
+                                  rect))
             canvases.append((b, warps, *_frame(cv)))
     order = sorted(range(len(canvases)), key=lambda c: -len(canvases[c][1]))  # stable: ties keep plan order
     row_of_canvas = np.empty(len(canvases), np.int64)
@@ -336,15 +343,19 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     w_roi = np.zeros((n_c, n_k, 4), np.int64)
     w_whole = np.zeros((n_c, n_k), bool)
     w_cv = np.zeros((n_c, n_k, 2, 3))
+    w_resize = np.zeros((n_c, n_k), bool)
+    w_rect = np.zeros((n_c, n_k, 4), np.int64)
     f_inv = np.tile(np.eye(3), (n_c, 1, 1))
     f_side = np.zeros(n_c, np.float32)
     c_item = np.zeros(n_c, np.int64)
     for r, c in enumerate(order):
         b, warps, finv, side = canvases[c]
         c_item[r], f_inv[r], f_side[r] = b, finv, side
-        for k, (row, inv, crop, roi, whole, _, cv_inv) in enumerate(warps):
+        for k, (row, inv, crop, roi, whole, _, cv_inv, rect) in enumerate(warps):
             w_src[r, k], w_inv[r, k], w_crop[r, k], w_roi[r, k], w_whole[r, k] = row, inv, crop, roi, whole
             w_cv[r, k] = cv_inv
+            if rect is not None:
+                w_resize[r, k], w_rect[r, k] = True, rect
     # items: first canvas of each plan, then its partners in plan order
     first = np.cumsum([0] + [len(p.canvases) for p, _ in pairs])[:-1]
     plans = [p for p, _ in pairs]
@@ -384,6 +395,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         source_ids=t(np.array(unique_ids, np.int64), torch.int64),
         warp_source=t(w_src, torch.int64), warp_inverse=t(w_inv, torch.float32), warp_crop=t(w_crop, torch.int64),
         warp_roi=t(w_roi, torch.int64), warp_cv_inverse=t(w_cv, torch.float64), warp_whole=t(w_whole, torch.bool),
+        warp_resize=t(w_resize, torch.bool), warp_rect=t(w_rect, torch.int64),
         frame_inverse=t(f_inv, torch.float32), frame_side=t(f_side, torch.float32), canvas_item=t(c_item, torch.int64),
         main_canvas=t(row_of_canvas[first], torch.int64),
         blend_rows=col(blend, 0, torch.int64, (-1,)), blend_canvas=col(blend, 1, torch.int64, (-1,)),

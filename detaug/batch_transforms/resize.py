@@ -1,45 +1,24 @@
-"""OpenCV's ``cv2.resize`` on the device: which warps the OpenCV painter draws with it, and its pixels bit for bit.
+"""OpenCV's ``cv2.resize`` on the device, in integers.
 
 The OpenCV painter (:func:`detaug.canvas.paint_canvas`) draws a warp that
 :func:`detaug.geometry.aligned_rect` places on whole pixels (the plans snap
-axis-aligned warps so that they are) with one ``cv2.resize``, over the pixels
-the source covers by at least half, grown by a column / row at the seams
-between tiles (:func:`detaug.canvas.seam_rects`). :class:`DevicePainter
-<detaug.batch_transforms.painter.DevicePainter>` finds those warps with
-:func:`resize_mode` and paints them with :func:`resized`: OpenCV's 8-bit
-bilinear resize (11-bit weights, the rounding of its vector code), in integers.
+axis-aligned warps so that they are) with one ``cv2.resize``, over the rect
+:func:`detaug.canvas.resize_rects` gives; :func:`~detaug.batch_transforms.plan_batch.collate_plans`
+ships those rects (``PlanBatch.warp_resize``, ``warp_rect``) and
+:class:`DevicePainter <detaug.batch_transforms.painter.DevicePainter>` paints
+them with :func:`resized`: OpenCV's 8-bit bilinear resize (11-bit weights,
+the rounding of its vector code). The same pixels as OpenCV, except in two
+cases OpenCV itself treats apart, where they are within one grey level: a
+scale within about 1e-4 of one (the OpenCV painter then warps:
+``geometry._paste_resized``) and an exact 2x downscale of both axes (OpenCV's
+resize switches to its area code there).
 """
 
 from __future__ import annotations
 
 import torch
 
-from detaug.batch_transforms.plan_batch import PlanBatch
-
-__all__ = ["resize_mode", "resized"]
-
-
-def resize_mode(batch: PlanBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Warps the OpenCV painter draws with ``cv2.resize``: (C, K) bool and their (C, K, 4) int64 written rects.
-
-    The rules of :func:`detaug.geometry.aligned_rect` (axis-aligned, crop corner on
-    a whole pixel, the pixels covered by at least half) and of
-    :func:`detaug.canvas.seam_rects`, read from the float64 OpenCV inverses.
-    """
-    c, crop, roi = batch.warp_cv_inverse, batch.warp_crop, batch.warp_roi
-    a, b, row2 = c[..., 0, 0], c[..., 1, 1], batch.warp_inverse[..., 2, :].to(torch.float64)
-    skew = torch.maximum(c[..., 0, 1].abs(), c[..., 1, 0].abs())
-    skew = torch.maximum(skew, (row2 - torch.tensor([0.0, 0.0, 1.0], device=c.device, dtype=c.dtype)).abs().amax(-1))
-    k = torch.stack([1.0 / a, 1.0 / b], -1)  # (C, K, 2) scales
-    o = roi[..., :2] + 0.5 - (c[..., :, 2] + 0.5) * k  # where the crop's corner lands
-    rz = (a > 0) & (b > 0) & (skew <= 1e-12) & ((o - o.round()).abs() <= 1e-6).all(-1)
-    o = o.round()
-    x0, y0, x1, y1 = torch.cat([o, o + torch.floor((crop[..., 2:] - crop[..., :2]) * k + (0.5 + 1e-8))], -1
-                               ).to(torch.int64).unbind(-1)
-    ok = rz[:, None, :]  # a seam no tile covers: one more column / row
-    gx = (ok & (x0[:, None] == x1[..., None] + 1) & (y0[:, None] < y1[..., None]) & (y0[..., None] < y1[:, None]))
-    gy = (ok & (y0[:, None] == y1[..., None] + 1) & (x0[:, None] < x1[..., None]) & (x0[..., None] < x1[:, None]))
-    return rz, torch.stack([x0, y0, x1 + gx.any(-1), y1 + gy.any(-1)], -1)
+__all__ = ["resized"]
 
 
 def resized(src: torch.Tensor, cv_inv: torch.Tensor, crop: torch.Tensor, rect: torch.Tensor, x: torch.Tensor,
