@@ -17,9 +17,9 @@ same step:
    warm-up, cosine decay); :func:`train` wires 1 and 3 together.
 
 Every random number comes from an explicit generator (the model init, the
-sampler's and dataset's seed, the DataLoader's worker seeds and the mixer's
-``torch.Generator``), so a run is reproducible for a given seed on a given
-device.
+dataset's seed, which also draws each epoch's order, the DataLoader's worker
+seeds and the mixer's ``torch.Generator``), so a run is reproducible for a
+given seed on a given device.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def build_loader(ds: MixDataset, batch_size: int, workers: int, pin_memory: bool
                  ) -> torch.utils.data.DataLoader:
     """A DataLoader of batches (:class:`detaug.Batch`) over ``EpochSampler(ds)`` keys.
 
-    The sampler takes the dataset's seed (its order and the dataset's
-    partner choice agree) and counts epochs itself: each ``iter()`` of the
+    The sampler visits the positions of each epoch in order (the dataset
+    owns the shuffle) and counts epochs itself: each ``iter()`` of the
     loader is the next epoch. Full batches only; persistent workers when
     ``workers > 0``; the workers' seeds come from a generator seeded with
     ``ds.seed`` (the global RNG is never read).

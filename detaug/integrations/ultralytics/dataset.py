@@ -107,6 +107,10 @@ def sample_to_ultralytics(sample: Sample, single_cls: bool = False) -> dict[str,
 class FirstItems(torch.utils.data.Dataset):
     """The first ``n`` items of a dataset (Ultralytics' ``fraction``: the first ``round(N * fraction)`` images).
 
+    Wrap the source dataset (as DetaugTrainer does): over a ``MixDataset``
+    the first ``n`` items are the first ``n`` positions of each epoch, ``n``
+    images drawn anew every epoch.
+
     Args:
         dataset: map-style dataset.
         n: how many items, 1 <= n <= len(dataset).
@@ -142,9 +146,9 @@ class FirstItems(torch.utils.data.Dataset):
 def yolo_labels(dataset: Any, single_cls: bool = False) -> list[dict[str, Any]]:
     """Per-image labels in the form of Ultralytics' ``YOLODataset.labels``, without augmenting.
 
-    Follows ``.dataset`` down through wrappers that keep indices (a
-    ``MixDataset``, :class:`FirstItems`) to the source dataset and returns the
-    first ``len(dataset)`` images' labels. A detaug ``YoloDataset`` or
+    Follows ``.dataset`` down through wrappers (a ``MixDataset``, whose
+    positions show all of its images, :class:`FirstItems`) to the source
+    dataset and returns the first ``len(dataset)`` images' labels. A detaug ``YoloDataset`` or
     ``CocoDataset`` is read from its label table (no image is decoded); any
     other source is read item by item.
 
