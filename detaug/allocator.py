@@ -30,7 +30,7 @@ __all__ = ["retain_freed_memory"]
 # glibc's mallopt parameter numbers (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_tuned_in: int | None = None  # the pid whose allocator was tuned (a forked child inherits the settings)
+_tuned = False  # set once per process (a forked child inherits the settings, and this flag)
 
 
 def retain_freed_memory(trim_bytes: int = 64 << 20, mmap_bytes: int = 32 << 20) -> bool:
@@ -41,8 +41,11 @@ def retain_freed_memory(trim_bytes: int = 64 << 20, mmap_bytes: int = 32 << 20) 
         mmap_bytes: blocks at least this large are mapped on their own (and
             unmapped when freed); smaller ones come from the heap.
     """
-    global _tuned_in
-    if _tuned_in is not None:
+    global _tuned
+    for name, v in (("trim_bytes", trim_bytes), ("mmap_bytes", mmap_bytes)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**31:
+            raise ValueError(f"{name}: expected an int in 1..2**31 - 1, got {v!r}")
+    if _tuned:
         return True
     if os.environ.get("DETAUG_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
         return False
@@ -52,7 +55,8 @@ def retain_freed_memory(trim_bytes: int = 64 << 20, mmap_bytes: int = 32 << 20) 
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    if mallopt(_M_MMAP_THRESHOLD, int(mmap_bytes)) != 1 or mallopt(_M_TRIM_THRESHOLD, int(trim_bytes)) != 1:
-        return False  # not glibc (e.g. musl's mallopt is a stub)
-    _tuned_in = os.getpid()
+    if mallopt(_M_MMAP_THRESHOLD, int(mmap_bytes)) != 1:
+        return False  # not glibc (e.g. musl's mallopt is a stub): nothing changed
+    mallopt(_M_TRIM_THRESHOLD, int(trim_bytes))  # glibc accepts any value once it took the first
+    _tuned = True
     return True

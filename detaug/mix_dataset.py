@@ -243,6 +243,10 @@ class MixDataset(torch.utils.data.Dataset):
         >>> e, ds.orders.index(e, p)
         (2, 4)
         """
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0):
+            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"index: expected an int, got {index!r}")
         e = self.epoch if epoch is None else int(epoch)
         n = len(self.dataset)
         if not 0 <= int(index) < n:
@@ -386,7 +390,8 @@ class MixDataset(torch.utils.data.Dataset):
         sample = plan.labels.with_image(paint(plan, images))
         if self.extra:
             r_post = self._stream(int(sample.meta["index"]), int(sample.meta["epoch"]), 3)
-            r_post.random(3)  # the draws of the colour jitter and flips, which the plan made
+            for step in (self.hsv, self.fliplr, self.flipud):  # the plan's draws from this stream, again
+                step.sample_params(r_post, sample)
             for t in self.extra:
                 sample = t(sample, r_post)
         return sample

@@ -132,10 +132,16 @@ def as_key(key: Any, default_epoch: int) -> tuple[int, int]:
         epoch, position = key
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"key: the epoch must be an int >= 0, got {key!r}")
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+            raise ValueError(f"key: the position must be an int, got {key!r}")
         return int(epoch), int(position)
-    if isinstance(key, torch.Tensor) and key.numel() == 2:
+    if isinstance(key, torch.Tensor) and key.numel() == 2 and not key.is_floating_point():
         e, p = (int(v) for v in key.tolist())
         return as_key((e, p), default_epoch)
+    if isinstance(key, torch.Tensor) and key.numel() == 1 and not key.is_floating_point():
+        return int(default_epoch), int(key.item())
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
+        raise ValueError(f"key: expected a position or an (epoch, position) pair of ints, got {key!r}")
     return int(default_epoch), int(key)
 
 

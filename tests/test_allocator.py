@@ -39,3 +39,11 @@ def test_freed_canvases_are_reused_without_page_faults() -> None:
     pages = 5 * 8 * 640 * 640 * 3 // 4096  # of the 40 canvases made after the warm-up
     assert faults < pages // 20  # the freed blocks are reused
     assert faults_default > pages // 2  # glibc's defaults return them and fault them in again
+
+
+@pytest.mark.parametrize("kw", [{"trim_bytes": 0}, {"mmap_bytes": -5}, {"trim_bytes": 1.5}, {"mmap_bytes": 2**40}])
+def test_thresholds_are_checked(kw: dict) -> None:
+    from detaug.allocator import retain_freed_memory
+
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        retain_freed_memory(**kw)

@@ -177,3 +177,18 @@ def test_bad_arguments_are_named(kw: dict) -> None:
     data = [Sample.create(np.zeros((8, 8, 3), np.uint8), [[1, 1, 6, 6]], [0])]
     with pytest.raises(ValueError, match=next(iter(kw))):
         MixDataset(data, AugmentConfig(img_size=8), **kw)
+
+
+def test_keys_and_key_of_name_what_is_wrong() -> None:
+    data = [Sample.create(np.zeros((8, 8, 3), np.uint8), [[1, 1, 6, 6]], [0]) for _ in range(3)]
+    ds = MixDataset(data, AugmentConfig(img_size=8))
+    for key in (1.7, "1", (0, 1.5), (0, "2"), True):
+        with pytest.raises(ValueError, match="key"):
+            ds[key]
+    assert ds[torch.tensor(2)].meta["position"] == 2 and ds[torch.tensor([1, 2])].meta["epoch"] == 1
+    with pytest.raises(ValueError, match="epoch"):
+        ds.key_of(0, epoch=-1)
+    with pytest.raises(ValueError, match="index"):
+        ds.key_of(1.0)
+    with pytest.raises(IndexError):
+        ds.key_of(3)

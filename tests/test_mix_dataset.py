@@ -227,3 +227,20 @@ def test_streams_are_the_documented_seedsequence_children():
     children = np.random.SeedSequence([5, 3, 2]).spawn(4)
     for got, child in zip(ds.streams(2, 3), children, strict=True):
         assert got.random(4).tolist() == np.random.default_rng(child).random(4).tolist()
+
+
+class _Draw:
+    """An ``extra`` transform that records the next number of the generator it is given."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return sample.with_meta(extra_draw=float(rng.random()))
+
+
+def test_extra_transforms_draw_after_the_colour_jitter_and_flips():
+    """``extra`` gets the colour/flip stream past the plan's 5 draws (3 HSV gains, left-right, up-down)."""
+    ds = MixDataset(make_data(), FULL, seed=8, extra=[_Draw()])
+    for p in range(4):
+        s = ds[(2, p)]
+        stream = ds.streams(s.meta["index"], 2)[3]
+        stream.random(5)
+        assert s.meta["extra_draw"] == float(stream.random())

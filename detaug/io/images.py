@@ -85,8 +85,10 @@ DEFAULT_MIN_SIDE = 10
 
 #: Keeps 16-bit, drops alpha; orientation is applied by detaug (see the module doc).
 _DECODE_FLAGS = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
-#: A JPEG at full size: libjpeg writes RGB itself (grey replicated), no BGR -> RGB pass afterwards.
-_JPEG_RGB_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
+#: A JPEG at full size: libjpeg writes RGB itself (grey replicated), no BGR -> RGB pass afterwards
+#: (OpenCV >= 4.11; None before, then JPEGs decode as BGR and are swapped like any other image).
+_JPEG_RGB_FLAGS = (None if not hasattr(cv2, "IMREAD_COLOR_RGB")
+                   else cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
 #: Formats whose orientation detaug applies (libtiff applies a TIFF's itself).
 _ORIENTED_BY_DETAUG = frozenset({"jpeg", "png", "webp"})
 _available_memory = available_memory  # old private name
@@ -239,7 +241,7 @@ def decode_image(
                          "(the pixel size must be known before decoding)")
     _check_pixels(head.height, head.width, max_pixels, source)
     factor = jpeg_reduction(head, min_long_side)
-    rgb = head.format == "jpeg" and factor == 1
+    rgb = head.format == "jpeg" and factor == 1 and _JPEG_RGB_FLAGS is not None
     flags = _JPEG_RGB_FLAGS if rgb else _DECODE_FLAGS if factor == 1 else _REDUCED_FLAGS[factor]
     buf = np.frombuffer(data, np.uint8)
     warning = None

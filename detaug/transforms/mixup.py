@@ -99,6 +99,10 @@ def mixup_pixels(a: NDArray[np.uint8], b: NDArray[np.uint8], lam: float) -> NDAr
     """
     if a.shape != b.shape:
         raise ValueError(f"mixup_pixels: shapes differ: {a.shape} vs {b.shape}")
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 1:
+            raise ValueError(f"{name}: expected a uint8 array with at least one axis, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', None)}")
     lam32, rest32 = _lam_pair(lam)
     out = np.empty(a.shape, dtype=np.uint8)
     if out.size == 0:

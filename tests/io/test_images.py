@@ -77,6 +77,15 @@ def test_jpeg_decodes_to_the_pixels_of_opencvs_bgr_decode(helpers):
         assert np.array_equal(out, bgr[:, :, ::-1])
 
 
+def test_jpeg_decodes_the_same_without_opencvs_rgb_flag(helpers, monkeypatch):
+    """OpenCV < 4.11 has no IMREAD_COLOR_RGB: JPEGs then decode as BGR and are swapped, same pixels."""
+    img = cv2.GaussianBlur(np.random.default_rng(4).integers(0, 256, (24, 40, 3), dtype=np.uint8), (5, 5), 1.5)
+    data = helpers.encode(img, ".jpg")
+    fast = decode_image(data)
+    monkeypatch.setattr(I, "_JPEG_RGB_FLAGS", None)
+    assert np.array_equal(decode_image(data), fast)
+
+
 def test_grey_alpha_16bit(helpers):
     grey = np.arange(12 * 13, dtype=np.uint8).reshape(12, 13)
     out = decode_image(helpers.encode(grey, ".png"))

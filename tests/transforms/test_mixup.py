@@ -67,6 +67,13 @@ def test_pixels_extremes_stay_in_range():
         assert mixup_pixels(a * 0, a * 0, float(lam)).max() == 0
 
 
+def test_mixup_pixels_rejects_other_dtypes():
+    with pytest.raises(ValueError, match="a: expected a uint8"):
+        mixup_pixels(np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 3), np.uint8), 0.5)
+    with pytest.raises(ValueError, match="b: expected a uint8"):
+        mixup_pixels(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2, 3), np.uint16), 0.5)
+
+
 def test_mixup_pixels_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="shapes"):
         mixup_pixels(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 3, 3), np.uint8), 0.5)
