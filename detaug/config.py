@@ -23,7 +23,6 @@ ValueError: mixup must be a probability in [0, 1], got 1.5
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,7 +34,7 @@ from detaug.canvas import Fill, as_fill
 from detaug.transforms.affine import RandomAffine
 from detaug.transforms.base import BoxFilter
 from detaug.transforms.cutmix import CutMix
-from detaug.transforms.limits import LIMITS, check_img_size, check_range
+from detaug.transforms.limits import LIMITS, check_beta, check_img_size, check_range
 from detaug.transforms.mixup import MixUp
 from detaug.transforms.mosaic import Mosaic
 from detaug.transforms.photometric import RandomFlip, RandomHSV
@@ -123,9 +122,7 @@ class AugmentConfig:
         for name in LIMITS:
             check_range(name, getattr(self, name))
         for name in ("mixup_alpha", "mixup_beta", "cutmix_alpha"):
-            v = getattr(self, name)
-            if not _is_number(v) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            check_beta(name, getattr(self, name))
         _check("fill", self.fill, 0, 255, "in [0, 255]")
         check_img_size(self.img_size)
         if not isinstance(self.close_mosaic, int) or self.close_mosaic < 0:

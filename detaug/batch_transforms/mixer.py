@@ -42,7 +42,6 @@ the new labels come back once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,7 +54,7 @@ from detaug.batch_transforms.kernels import mix_images
 from detaug.batch_transforms.sampling import random_cycle, sample_beta
 from detaug.sample import Labels
 from detaug.transforms.cutmix import cutmix_labels
-from detaug.transforms.limits import check_range
+from detaug.transforms.limits import check_beta, check_range
 from detaug.transforms.mixup import LAM_EPS, mixup_labels
 
 __all__ = ["BatchMixer", "BatchMixParams"]
@@ -192,8 +191,7 @@ class BatchMixer(BatchTransform[BatchMixParams]):
         check_range("mixup", mixup)
         check_range("cutmix", cutmix)
         for name, v in (("mixup_alpha", mixup_alpha), ("mixup_beta", mixup_beta), ("cutmix_alpha", cutmix_alpha)):
-            if not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be > 0, got {v}")
+            check_beta(name, v)
         check_range("min_visible", min_visible)
         if output_dtype is not None and output_dtype not in (torch.float16, torch.float32, torch.bfloat16):
             raise ValueError(f"output_dtype must be None, torch.float16, torch.bfloat16 or torch.float32, got {output_dtype}")

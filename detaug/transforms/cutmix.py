@@ -41,7 +41,7 @@ from detaug.boxes import box_intersection
 from detaug.polygons import clip_polygons, flatten_polygons, polygons_to_boxes, unflatten_polygons
 from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
-from detaug.transforms.limits import check_range
+from detaug.transforms.limits import check_beta, check_range
 from detaug.transforms.mixup import DEFAULT_FILL
 
 __all__ = [
@@ -325,8 +325,7 @@ class CutMix(MixTransform[CutMixParams]):
         on_background: bool = False,
         max_tries: int = 10,
     ) -> None:
-        if not (alpha > 0):
-            raise ValueError(f"alpha must be > 0, got {alpha}")
+        check_beta("alpha", alpha)
         check_range("min_visible", min_visible)
         if isinstance(max_tries, bool) or not isinstance(max_tries, (int, np.integer)) or max_tries < 1:
             raise ValueError(f"max_tries must be an int >= 1, got {max_tries!r}")

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["LIMITS", "check_range", "MIN_IMG_SIZE", "check_img_size"]
+__all__ = ["LIMITS", "check_range", "check_beta", "MIN_IMG_SIZE", "check_img_size"]
 
 #: name -> (lowest, highest, what the unit is). Ultralytics' own checks are
 #: looser or absent; these are the ranges inside which the maths is meaningful.
@@ -53,6 +53,18 @@ def check_range(name: str, value: object) -> float:
     if math.isnan(v) or not (lo <= v <= hi) or (math.isinf(v) and not math.isinf(hi)):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
     return v
+
+
+def check_beta(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number > 0 (a Beta distribution's parameter); ValueError naming ``name``.
+
+    >>> check_beta("mixup_alpha", 1.5)
+    1.5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(value)) or not float(value) > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def check_img_size(value: object, name: str = "img_size") -> int:

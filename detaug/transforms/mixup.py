@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from detaug.sample import Labels, Sample
 from detaug.transforms.base import MixTransform
+from detaug.transforms.limits import check_beta
 
 __all__ = [
     "MixUpParams",
@@ -206,10 +207,8 @@ class MixUp(MixTransform[MixUpParams]):
     num_partners = 1
 
     def __init__(self, alpha: float = 1.5, beta: float = 1.5) -> None:
-        if not (alpha > 0):
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        if not (beta > 0):
-            raise ValueError(f"beta must be > 0, got {beta}")
+        check_beta("alpha", alpha)
+        check_beta("beta", beta)
         self.alpha = float(alpha)
         self.beta = float(beta)
 
