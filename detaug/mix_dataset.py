@@ -21,6 +21,7 @@ from detaug.sampler import EpochOrder, as_key
 from detaug.transforms.affine import letterbox_matrix, warp_labels
 from detaug.transforms.base import Transform
 from detaug.transforms.cutmix import cutmix_labels
+from detaug.transforms.limits import check_int
 from detaug.transforms.mixup import mixup_labels
 from detaug.transforms.photometric import flip_labels
 
@@ -135,8 +136,7 @@ class MixDataset(torch.utils.data.Dataset):
         if partners not in ("uniform", "block"):
             raise ValueError(f"partners: expected 'uniform' or 'block', got {partners!r}")
         for name, v, lo in (("block", block, 1), ("buffer", buffer, 0), ("buffer_bytes", buffer_bytes, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+            check_int(name, v, lo)
         for name, flag in (("ship_sources", ship_sources), ("shuffle", shuffle)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name}: expected a bool, got {flag!r}")
@@ -243,11 +243,9 @@ class MixDataset(torch.utils.data.Dataset):
         >>> e, ds.orders.index(e, p)
         (2, 4)
         """
-        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0):
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
+        e = self.epoch if epoch is None else check_int("epoch", epoch)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise ValueError(f"index: expected an int, got {index!r}")
-        e = self.epoch if epoch is None else int(epoch)
         n = len(self.dataset)
         if not 0 <= int(index) < n:
             raise IndexError(f"index {index} out of range for a dataset of {n}")
@@ -265,9 +263,7 @@ class MixDataset(torch.utils.data.Dataset):
         kept in shared memory, so workers that already exist (forked or
         spawned, ``persistent_workers=True``) see it too.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self._epoch.fill_(int(epoch))
+        self._epoch.fill_(check_int("epoch", epoch))
 
     def streams(self, index: int, epoch: int | None = None) -> list[np.random.Generator]:
         """The per-stage generators of item ``index``: [pre-transform, mixup, cutmix, colour/flip/extra]."""

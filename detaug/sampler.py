@@ -36,6 +36,8 @@ import numpy as np
 import torch.utils.data
 from numpy.typing import NDArray
 
+from detaug.transforms.limits import check_int
+
 __all__ = ["EpochSampler", "EpochOrder", "epoch_order", "as_key"]
 
 # Distinguishes the order's stream from the items' SeedSequence([seed, epoch, index]) streams.
@@ -80,9 +82,7 @@ class EpochOrder:
     """
 
     def __init__(self, seed: int, n: int, block: int, shuffle: bool = True) -> None:
-        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-            raise ValueError(f"block: expected an int >= 1, got {block!r}")
-        self.seed, self.n, self.block, self.shuffle = int(seed), int(n), int(block), bool(shuffle)
+        self.seed, self.n, self.block, self.shuffle = int(seed), int(n), check_int("block", block, 1), bool(shuffle)
         self._orders: dict[int, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
 
     def _order(self, epoch: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -170,8 +170,7 @@ class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
         if isinstance(n, bool) or int(n) < 1:
             raise ValueError(f"data_source: expected a non-empty dataset or a length >= 1, got {data_source!r}")
         for name, v, lo in (("start_epoch", start_epoch, 0), ("num_replicas", num_replicas, 1), ("rank", rank, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+            check_int(name, v, lo)
         if rank >= num_replicas:
             raise ValueError(f"rank: expected an int < num_replicas={num_replicas}, got {rank}")
         self.n = int(n)
@@ -191,9 +190,7 @@ class EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration serve epoch ``epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}")
-        self._next_epoch = int(epoch)
+        self._next_epoch = check_int("epoch", epoch)
 
     def shard(self) -> NDArray[np.int64]:
         """(num_samples,) int64: the positions this rank visits in every epoch, in order."""

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["LIMITS", "check_range", "check_beta", "MIN_IMG_SIZE", "check_img_size"]
+__all__ = ["LIMITS", "check_range", "check_beta", "check_int", "MIN_IMG_SIZE", "check_img_size"]
 
 #: name -> (lowest, highest, what the unit is). Ultralytics' own checks are
 #: looser or absent; these are the ranges inside which the maths is meaningful.
@@ -65,6 +65,17 @@ def check_beta(name: str, value: object) -> float:
             or not math.isfinite(float(value)) or not float(value) > 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_int(name: str, value: object, lo: int = 0) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``lo``; ValueError naming ``name`` otherwise.
+
+    >>> check_int("epoch", 3)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name}: expected an int >= {lo}, got {value!r}")
+    return int(value)
 
 
 def check_img_size(value: object, name: str = "img_size") -> int:
