@@ -105,9 +105,12 @@ def apply_hsv(image: NDArray[np.uint8], gains: ArrayLike, inplace: bool = False)
     if np.all(r == 1.0):
         return image if inplace else np.ascontiguousarray(image).copy()
     luts = hsv_luts(r)
-    out = image if inplace else np.ascontiguousarray(image).copy()
-    # every step is per pixel, so OpenCV may write over its input
-    cv2.cvtColor(out, cv2.COLOR_RGB2HSV, dst=out)
+    # every step is per pixel, so OpenCV may write over its input (a copy is made by the first step otherwise)
+    if inplace:
+        out = image
+        cv2.cvtColor(out, cv2.COLOR_RGB2HSV, dst=out)
+    else:
+        out = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
     # channel c through luts[c]: three planes through one-channel tables (OpenCV's
     # vectorised path) and back, rather than one pass with a 3-channel table
     planes = cv2.split(out)
