@@ -111,6 +111,14 @@ class TileWarp:
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.source, self.crop, np.array(self.matrix), self.whole))
 
+    def crop_map(self) -> NDArray[np.float64]:
+        """(3, 3) float64, a new array: the continuous frame of the *crop* (its corner at 0) -> the canvas.
+
+        >>> TileWarp(0, (2, 1, 4, 4), np.eye(3)).crop_map()[:2, 2].tolist()
+        [2.0, 1.0]
+        """
+        return self.matrix @ geometry.translation(self.crop[0], self.crop[1])
+
     def with_source(self, source: int) -> TileWarp:
         """The same warp reading ``source`` (an int; the other fields, already checked, are shared).
 
@@ -276,8 +284,8 @@ def resize_rects(canvas: CanvasPlan) -> list[tuple[int, int, int, int] | None]:
     >>> resize_rects(CanvasPlan((TileWarp(0, (0, 0, 8, 4), half, whole=True),)))
     [(0, 0, 4, 2)]
     """
-    rects = [geometry.aligned_rect((w.crop[3] - w.crop[1], w.crop[2] - w.crop[0]),
-                                   w.matrix @ geometry.translation(w.crop[0], w.crop[1])) for w in canvas.warps]
+    rects = [geometry.aligned_rect((w.crop[3] - w.crop[1], w.crop[2] - w.crop[0]), w.crop_map())
+             for w in canvas.warps]
     if len(canvas.warps) == 1 and canvas.warps[0].whole:
         return rects
     return seam_rects(rects)
@@ -310,10 +318,10 @@ def paint_canvas(canvas: CanvasPlan, images: Sequence[NDArray[np.uint8]], size: 
         w = warps[0]
         x0, y0, x1, y1 = w.crop
         src = images[w.source][y0:y1, x0:x1]
-        out = geometry.warp_image(src, w.matrix @ geometry.translation(x0, y0), (size, size), fill=fill)
+        out = geometry.warp_image(src, w.crop_map(), (size, size), fill=fill)
     else:
         crops = [images[w.source][w.crop[1]:w.crop[3], w.crop[0]:w.crop[2]] for w in warps]
-        maps = [w.matrix @ geometry.translation(w.crop[0], w.crop[1]) for w in warps]
+        maps = [w.crop_map() for w in warps]
         rects = resize_rects(canvas)
         if all(r is not None for r in rects):
             out = np.empty((size, size, 3), dtype=np.uint8)

@@ -318,14 +318,14 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
             warps = []
             for w, rect in zip(cv.warps, resize_rects(cv), strict=True):
                 x0, y0, x1, y1 = w.crop
+                m = w.crop_map()
                 if w.whole:
                     roi: tuple[int, int, int, int] | None = (0, 0, size, size)
                 else:
-                    roi = geometry.warped_bounds((y1 - y0, x1 - x0), w.matrix @ geometry.translation(x0, y0),
-                                                 (size, size))
+                    roi = geometry.warped_bounds((y1 - y0, x1 - x0), m, (size, size))
                 if roi is not None:
                     affine = geometry.is_affine(w.matrix)
-                    cv_inv = _cv_inverse(w.matrix @ geometry.translation(x0, y0), roi)
+                    cv_inv = _cv_inverse(m, roi)
                     warps.append((src_row[b][w.source], np.linalg.inv(w.matrix), w.crop, roi, w.whole, affine, cv_inv,
                                   rect))
             canvases.append((b, warps, *_frame(cv)))
