@@ -70,9 +70,9 @@ import torch
 import torch.nn.functional as F
 
 from detaug.batch import Batch
-from detaug.batch_transforms import hsv as hsv_kernels
+from detaug.batch_transforms.hsv_tables import jitter
 from detaug.batch_transforms.plan_batch import PlanBatch
-from detaug.batch_transforms.resize import resized
+from detaug.batch_transforms.resize import PATCH, paint_patches
 from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
@@ -145,51 +145,6 @@ def _in_rect(rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return (x >= r[:, 0]) & (x < r[:, 2]) & (y >= r[:, 1]) & (y < r[:, 3])
 
 
-_HSV_TABLES: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _hsv_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV's 8-bit conversions tabulated by the kernels of :mod:`~detaug.batch_transforms.hsv`, on ``device``.
-
-    ``(2^24, 3)`` uint8 (h, s, v) of every RGB colour (row ``r << 16 | g << 8 | b``)
-    and ``(180 * 2^16, 3)`` uint8 RGB of every HSV triple (row ``h << 16 | s << 8 | v``):
-    :func:`~detaug.batch_transforms.hsv.rgb_to_hsv8` and
-    :func:`~detaug.batch_transforms.hsv.hsv8_to_rgb` evaluated once per device and
-    process (83 MB; the rule stays in hsv.py), so a jitter is two table reads
-    and the per-image tables instead of ~50 int64/float32 passes.
-    """
-    got = _HSV_TABLES.get(device)
-    if got is None:
-        fwd = torch.empty((1 << 24, 3), dtype=torch.uint8, device=device)
-        bwd = torch.empty((180 << 16, 3), dtype=torch.uint8, device=device)
-        step = 1 << 20
-        for c0 in range(0, 1 << 24, step):  # memory blocks of a one-off table
-            c = torch.arange(c0, c0 + step, dtype=torch.int64, device=device)
-            fwd[c0 : c0 + step] = torch.stack(hsv_kernels.rgb_to_hsv8(c >> 16, (c >> 8) & 255, c & 255), 1)
-            if c0 < (180 << 16):
-                c = c[: (180 << 16) - c0]
-                bwd[c0 : c0 + step] = hsv_kernels.hsv8_to_rgb(c >> 16, (c >> 8) & 255, c & 255).T
-        got = _HSV_TABLES[device] = (fwd, bwd)
-    return got
-
-
-def _jitter(pixels: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    """:func:`~detaug.batch_transforms.hsv.jitter_pixels` through :func:`_hsv_tables`, bit for bit.
-
-    ``pixels`` (n, 3, N) uint8 RGB, ``luts`` (n, 3, 256) uint8 per-image (h, s, v)
-    tables; returns (n, N, 3) uint8 RGB (channels last).
-    """
-    fwd, bwd = _hsv_tables(pixels.device)
-    n = pixels.shape[0]
-    w = torch.tensor([1 << 16, 1 << 8, 1], dtype=torch.int32, device=pixels.device)
-    code = (pixels.to(torch.int32) * w[:, None]).sum(1, dtype=torch.int32)  # (n, N)
-    hsv = fwd.index_select(0, code.view(-1)).view(n, -1, 3)
-    offs = torch.arange(n * 3, dtype=torch.int32, device=pixels.device).view(n, 1, 3) * 256
-    hsv = luts.reshape(-1).index_select(0, (hsv.to(torch.int32) + offs).view(-1)).view(n, -1, 3)
-    code = (hsv.to(torch.int32) * w).sum(-1, dtype=torch.int32)
-    return bwd.index_select(0, code.view(-1)).view(n, -1, 3)
-
-
 class DevicePainter:
     """Paints a :class:`PlanBatch` on its device: a :class:`~detaug.batch.Batch` of (B, 3, S, S) images.
 
@@ -251,42 +206,70 @@ class DevicePainter:
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
         fill8 = torch.tensor(batch.fill, dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
-        fill = fill8.to(torch.float32)
-        canvas = fill8.expand(n_c, 3, s, s).contiguous()  # uint8: every canvas value is an integer level
+        sp = -(-s // PATCH) * PATCH  # resize-mode warps paint whole patches: the side rounded up to them
+        canvas_p = fill8.expand(n_c, 3, sp, sp).contiguous()  # uint8: every canvas value is an integer level
+        canvas = canvas_p[:, :, :s, :s]
         flip_lr = batch.flip_lr[batch.canvas_item]
         flip_ud = batch.flip_ud[batch.canvas_item]
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
         v4 = self.opencv < 5
+        p0 = 0
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
-            src8 = self._sources(batch, k, n)
-            src = self._read(batch, k, n, src8)  # (n, 4, Hmax, Wmax) float32
-            rz = batch.warp_resize[:n, k]
-            roi = torch.where(rz[:, None], batch.warp_rect[:n, k], batch.warp_roi[:n, k])  # a resize writes its rect
-            rz = rz if bool(rz.any()) else None
-            whole = batch.warp_whole[:n, k, None, None]
-            any_whole = batch.slot_whole[k] if batch.slot_whole else True
-            step = max(1, CPU_STEP_PIXELS // (n * s)) if dev.type == "cpu" else s
-            for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
-                h = min(step, s - l0)
-                y = ys[:n, l0 : l0 + h]
-                below = canvas[:n, :, l0 : l0 + h]  # (n, 3, h, S) uint8 view
-                if v4:
-                    got, write = self._sample_v4(batch, src, k, n, xs[:n], y, roi, whole)
-                else:
-                    got = F.grid_sample(src, self._grid_v5(batch, src, k, n, xs[:n], y, roi),
-                                        mode="bilinear", padding_mode="zeros", align_corners=False)
-                    write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
-                base = torch.where(whole[:, None], fill, below) if any_whole else below
-                val = torch.addcmul(got[:, :3], base, 1.0 - got[:, 3:])  # convex: no clamp
-                val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
-                if write is not None:
-                    val = torch.where(write[:, None], val, below)
-                if rz is not None:  # resize-mode warps: OpenCV's resize exactly, inside their rects
-                    exact = resized(src8, batch.warp_cv_inverse[:n, k], batch.warp_crop[:n, k], roi, xs[:n], y)
-                    val = torch.where((rz[:, None, None] & _in_rect(roi, xs[:n] - 0.5, y - 0.5))[:, None], exact, val)
-                below.copy_(val)  # exact: integer levels in 0..255
+            if not batch.slot_sampled or batch.slot_sampled[k]:
+                self._sample_slot(batch, k, n, canvas, fill8, xs, ys, v4)
+            p1 = p0 + (batch.slot_patches[k] if batch.slot_patches else 0)
+            step = max(1, CPU_STEP_PIXELS // PATCH**2) if dev.type == "cpu" else max(1, p1 - p0)
+            for q in range(p0, p1, step):  # blocks of patches (one block off the CPU)
+                self._paint_patches(batch, canvas_p, q, min(q + step, p1), flip_lr, flip_ud)
+            p0 = p1
         return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
+
+    def _sample_slot(self, batch: PlanBatch, k: int, n: int, canvas: torch.Tensor, fill8: torch.Tensor,
+                     xs: torch.Tensor, ys: torch.Tensor, v4: bool) -> None:
+        """Warp slot k of canvases 0..n-1 by sampling (the warps a resize does not paint), in place on ``canvas``."""
+        s = batch.size
+        fill = fill8.to(torch.float32)
+        src = self._read(batch, k, n, self._sources(batch, k, n))  # (n, 4, Hmax, Wmax) float32
+        rz = batch.warp_resize[:n, k, None]
+        roi = torch.where(rz, torch.zeros_like(batch.warp_roi[:n, k]), batch.warp_roi[:n, k])  # resize: patches
+        whole = batch.warp_whole[:n, k, None, None]
+        any_whole = batch.slot_whole[k] if batch.slot_whole else True
+        step = max(1, CPU_STEP_PIXELS // (n * s)) if batch.device.type == "cpu" else s
+        for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
+            h = min(step, s - l0)
+            y = ys[:n, l0 : l0 + h]
+            below = canvas[:n, :, l0 : l0 + h]  # (n, 3, h, S) uint8 view
+            if v4:
+                got, write = self._sample_v4(batch, src, k, n, xs[:n], y, roi, whole)
+            else:
+                got = F.grid_sample(src, self._grid_v5(batch, src, k, n, xs[:n], y, roi),
+                                    mode="bilinear", padding_mode="zeros", align_corners=False)
+                write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
+            base = torch.where(whole[:, None], fill, below) if any_whole else below
+            val = torch.addcmul(got[:, :3], base, 1.0 - got[:, 3:])  # convex: no clamp
+            val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
+            if write is not None:
+                val = torch.where(write[:, None], val, below)
+            below.copy_(val)  # exact: integer levels in 0..255
+
+    def _paint_patches(self, batch: PlanBatch, canvas_p: torch.Tensor, lo: int, hi: int, flip_lr: torch.Tensor,
+                       flip_ud: torch.Tensor) -> None:
+        """Patches lo..hi-1 of resize-mode warps (:func:`~detaug.batch_transforms.resize.paint_patches`)."""
+        wid = batch.patch_warp[lo:hi]
+        row = wid // batch.warp_source.shape[1]
+
+        def per_warp(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(0, 1).index_select(0, wid)
+
+        src_rows = per_warp(batch.warp_source)
+        if batch.sources.shape[0] or self.bank is None:
+            images = batch.sources
+        else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
+            images, src_rows = self.bank.images, batch.source_ids.index_select(0, src_rows)
+        paint_patches(canvas_p, batch.size, images, src_rows, per_warp(batch.warp_rect), per_warp(batch.warp_crop),
+                      per_warp(batch.warp_cv_inverse), row, batch.patch_origin[lo:hi], flip_lr.index_select(0, row),
+                      flip_ud.index_select(0, row))
 
     @staticmethod
     def _grid_v5(batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,
@@ -352,8 +335,14 @@ class DevicePainter:
             return canvas
         framed = batch.frame_side > 0
         side = batch.frame_side[:, None, None]
-        u, v = _map(batch.frame_inverse, xs, ys, batch.frame_affine)
-        out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
+        if batch.frame_aligned:  # u depends on x alone, v on y alone: a column test and a line test
+            m = batch.frame_inverse
+            u = m[:, 0, 0, None, None] * xs + m[:, 0, 2, None, None]  # (C, 1, S), as _map's sum with m[0, 1] = 0
+            v = m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]  # (C, S, 1)
+            out = (~((u >= 0) & (u <= side)) | ~((v >= 0) & (v <= side))) & framed[:, None, None]
+        else:
+            u, v = _map(batch.frame_inverse, xs, ys, batch.frame_affine)
+            out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
     def _sources(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
@@ -402,11 +391,13 @@ class DevicePainter:
                                                  out.index_select(0, rows)))
         if batch.hsv_rows.numel():
             rows = batch.hsv_rows
-            px = out.index_select(0, rows).view(len(rows), 3, s * s)
+            every = len(rows) == batch.batch_size  # then rows are 0..B-1: jittered in place
+            px = (out if every else out.index_select(0, rows)).view(len(rows), 3, s * s)
             step = _HSV_STEP if dev.type == "cpu" else s * s
             for p0 in range(0, s * s, step):  # blocks of memory, not images
-                px[:, :, p0 : p0 + step] = _jitter(px[:, :, p0 : p0 + step], batch.hsv_luts).transpose(1, 2)
-            out.index_copy_(0, rows, px.view(len(rows), 3, s, s))
+                px[:, :, p0 : p0 + step] = jitter(px[:, :, p0 : p0 + step], batch.hsv_luts).transpose(1, 2)
+            if not every:
+                out.index_copy_(0, rows, px.view(len(rows), 3, s, s))
         if self.output_dtype == torch.uint8:
             return out
         return out.to(torch.float16).div_(255.0)

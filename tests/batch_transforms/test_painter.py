@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 import detaug.batch_transforms.painter as painter_mod
 from detaug import AugmentConfig, MixDataset, Sample
+from detaug.batch_transforms import hsv_tables
 from detaug.batch_transforms.painter import DevicePainter
 from detaug.batch_transforms.plan_batch import PlanBatch, collate_plans
 from detaug.paint import paint
@@ -234,14 +235,14 @@ def test_to_moves_every_tensor_and_pin_memory_is_safe():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_hsv_through_tables_is_jitter_pixels_bit_for_bit(device):
-    """The painter's table HSV (_jitter) is hsv.jitter_pixels exactly (tables made by its kernels)."""
+    """The painter's table HSV (hsv_tables.jitter) is hsv.jitter_pixels exactly (tables made by its kernels)."""
     from detaug.batch_transforms import hsv
     g = torch.Generator().manual_seed(7)
     luts = hsv.batch_hsv_luts(torch.rand(5, 3, generator=g) * 1.6 + 0.2).to(device)
     px = torch.randint(0, 256, (5, 3, 50000), dtype=torch.uint8, generator=g).to(device)
     px[0, :, :256] = torch.arange(256, dtype=torch.uint8, device=device)  # greys: hue and saturation 0
     want = hsv.jitter_pixels(px, luts)
-    got = painter_mod._jitter(px, luts.to(torch.uint8)).transpose(1, 2)
+    got = hsv_tables.jitter(px, luts.to(torch.uint8)).transpose(1, 2)
     assert torch.equal(got, want)
 
 
