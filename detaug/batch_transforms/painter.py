@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from detaug.batch import Batch
 from detaug.batch_transforms.hsv_tables import jitter
 from detaug.batch_transforms.plan_batch import PlanBatch
-from detaug.batch_transforms.resize import PATCH, paint_patches
+from detaug.batch_transforms.resize import PATCH, patch_pixels, resized_patches, write_patches
 from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
@@ -214,14 +214,24 @@ class DevicePainter:
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
         v4 = self.opencv < 5
+        n_p = sum(batch.slot_patches)
+        step = max(1, CPU_STEP_PIXELS // PATCH**2) if dev.type == "cpu" else max(1, n_p)
+        # resize-mode patches read only sources: in one step (off the CPU), all of them before any slot
+        ahead = self._resized(batch, 0, n_p, flip_lr, flip_ud) if 0 < n_p <= step else None
         p0 = 0
         for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
             if not batch.slot_sampled or batch.slot_sampled[k]:
                 self._sample_slot(batch, k, n, canvas, fill8, xs, ys, v4)
             p1 = p0 + (batch.slot_patches[k] if batch.slot_patches else 0)
-            step = max(1, CPU_STEP_PIXELS // PATCH**2) if dev.type == "cpu" else max(1, p1 - p0)
+            step = max(1, p1 - p0) if ahead is not None else step
             for q in range(p0, p1, step):  # blocks of patches (one block off the CPU)
-                self._paint_patches(batch, canvas_p, q, min(q + step, p1), flip_lr, flip_ud)
+                q1 = min(q + step, p1)
+                row, x, y, val = ahead if ahead is not None else self._resized(batch, q, q1, flip_lr, flip_ud)
+                if ahead is not None:
+                    row, x, y, val = row[q:q1], x[q:q1], y[q:q1], val[q:q1]
+                wid = batch.patch_warp[q:q1]
+                write_patches(canvas_p, s, val, batch.warp_rect.flatten(0, 1).index_select(0, wid), row,
+                              batch.patch_origin[q:q1], x, y)
             p0 = p1
         return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
 
@@ -233,7 +243,7 @@ class DevicePainter:
         src = self._read(batch, k, n, self._sources(batch, k, n))  # (n, 4, Hmax, Wmax) float32
         rz = batch.warp_resize[:n, k, None]
         roi = torch.where(rz, torch.zeros_like(batch.warp_roi[:n, k]), batch.warp_roi[:n, k])  # resize: patches
-        whole = batch.warp_whole[:n, k, None, None]
+        whole = (batch.warp_whole[:n, k] & ~batch.warp_resize[:n, k])[:, None, None]  # a whole canvas starts as fill
         any_whole = batch.slot_whole[k] if batch.slot_whole else True
         step = max(1, CPU_STEP_PIXELS // (n * s)) if batch.device.type == "cpu" else s
         for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
@@ -253,9 +263,9 @@ class DevicePainter:
                 val = torch.where(write[:, None], val, below)
             below.copy_(val)  # exact: integer levels in 0..255
 
-    def _paint_patches(self, batch: PlanBatch, canvas_p: torch.Tensor, lo: int, hi: int, flip_lr: torch.Tensor,
-                       flip_ud: torch.Tensor) -> None:
-        """Patches lo..hi-1 of resize-mode warps (:func:`~detaug.batch_transforms.resize.paint_patches`)."""
+    def _resized(self, batch: PlanBatch, lo: int, hi: int, flip_lr: torch.Tensor, flip_ud: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Patches lo..hi-1 of resize-mode warps: their canvas rows, pixels' unflipped x and y, and (P, 3, T, T) pixels."""
         wid = batch.patch_warp[lo:hi]
         row = wid // batch.warp_source.shape[1]
 
@@ -267,9 +277,11 @@ class DevicePainter:
             images = batch.sources
         else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
             images, src_rows = self.bank.images, batch.source_ids.index_select(0, src_rows)
-        paint_patches(canvas_p, batch.size, images, src_rows, per_warp(batch.warp_rect), per_warp(batch.warp_crop),
-                      per_warp(batch.warp_cv_inverse), row, batch.patch_origin[lo:hi], flip_lr.index_select(0, row),
-                      flip_ud.index_select(0, row))
+        x, y = patch_pixels(batch.size, batch.patch_origin[lo:hi], flip_lr.index_select(0, row),
+                            flip_ud.index_select(0, row))
+        val = resized_patches(images, src_rows, per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
+                              per_warp(batch.warp_rect), x, y)
+        return row, x, y, val
 
     @staticmethod
     def _grid_v5(batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,

@@ -7,7 +7,7 @@ axis-aligned warps so that they are) with one ``cv2.resize``, over the rect
 ships those rects (``PlanBatch.warp_resize``, ``warp_rect``) and the
 :data:`PATCH`-squares of the canvas each rect touches (:func:`rect_patches`);
 :class:`DevicePainter <detaug.batch_transforms.painter.DevicePainter>` paints
-them with :func:`paint_patches`, so a warp costs about its own area (a Mosaic
+them with :func:`resized_patches` and :func:`write_patches`, so a warp costs about its own area (a Mosaic
 tile a quarter of the canvas), not the whole canvas.
 
 The pixels are OpenCV's 8-bit bilinear resize (11-bit weights, the rounding
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-__all__ = ["PATCH", "rect_patches", "resized_patches", "paint_patches"]
+__all__ = ["PATCH", "rect_patches", "patch_pixels", "resized_patches", "write_patches"]
 
 #: Side of the square canvas patches in which resize-mode warps are painted.
 PATCH = 32
@@ -81,16 +81,30 @@ def rect_patches(resize: NDArray[np.bool_], rect: NDArray[np.int64], counts: Seq
     return np.concatenate(warps), np.concatenate(origins), tuple(per_slot)
 
 
+def patch_pixels(size: int, origin: torch.Tensor, flip_lr: torch.Tensor, flip_ud: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unflipped canvas column and row of every pixel of P patches: (P, T) int64 x and y.
+
+    ``origin`` (P, 2) int64 stored-order top-left (x, y); ``flip_lr``/``flip_ud``
+    (P,) bool of each patch's canvas (stored pixel j is unflipped ``size - 1 - j``).
+    """
+    j = torch.arange(PATCH, device=origin.device)
+    xs, ys = origin[:, :1] + j, origin[:, 1:] + j
+    return torch.where(flip_lr[:, None], size - 1 - xs, xs), torch.where(flip_ud[:, None], size - 1 - ys, ys)
+
+
 def resized_patches(images: torch.Tensor, rows: torch.Tensor, cv_inv: torch.Tensor, crop: torch.Tensor,
                     rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``cv2.resize`` (bilinear, 8-bit: 11-bit weights, its vector rounding) bit for bit: (P, T, T, 3) uint8.
+    """``cv2.resize`` (bilinear, 8-bit: 11-bit weights, its vector rounding) bit for bit: (P, 3, T, T) uint8.
 
     ``images`` (U, Hmax, Wmax, 3) uint8 sources and ``rows`` (P,) int64 the one
     each patch reads; ``cv_inv`` (P, 2, 3), ``crop`` and ``rect`` (P, 4) of the
     patch's warp; ``x`` (P, T) and ``y`` (P, T) int64 unflipped canvas column
-    and row of each patch pixel. Columns clamp their weights at the crop's
-    edges, rows only their taps, as OpenCV does. Every value is at most 255:
-    a tap pair's weights sum to at most 2049, so the sum stays below 1021 * 4.
+    and row of each patch pixel (:func:`patch_pixels`). Columns clamp their
+    weights at the crop's edges, rows only their taps, as OpenCV does. Every
+    value is at most 255 (a tap pair's weights sum to at most 2049, so the
+    sum stays below 1021 * 4): no clamp. Both line taps go through each
+    integer pass together, as one (2, P, T, T, 3) tensor.
     """
     def taps(d: torch.Tensor, scale: torch.Tensor, c0: torch.Tensor, size: torch.Tensor, col: bool):
         f = ((d + 0.5) * scale - 0.5).to(torch.float32)  # OpenCV: float from double
@@ -99,49 +113,41 @@ def resized_patches(images: torch.Tensor, rows: torch.Tensor, cv_inv: torch.Tens
         if col:
             f = torch.where((s < 0) | (s >= size - 1), 0.0, f)
             s = torch.where(s < 0, 0.0, torch.where(s >= size - 1, size - 1.0, s))
-        w1, w0 = torch.round(f * 2048.0).to(torch.int32), torch.round((1.0 - f) * 2048.0).to(torch.int32)
+        w = torch.stack([torch.round((1.0 - f) * 2048.0), torch.round(f * 2048.0)]).to(torch.int32)
         s = s.to(torch.int64)
-        return c0 + s.clamp(min=0).minimum(size - 1), c0 + (s + 1).clamp(min=0).minimum(size - 1), w0, w1
+        return torch.minimum(torch.stack([s, s + 1]).clamp_(min=0), size - 1).add_(c0), w  # (2, P, T) each
 
     diag = cv_inv[:, :, :2].diagonal(dim1=1, dim2=2)
     scale = torch.where(diag > 0, diag, 1.0)
     size = crop[:, 2:] - crop[:, :2]
-    xa, xb, a0, a1 = taps((x - rect[:, :1]).to(torch.float64), scale[:, :1], crop[:, :1], size[:, :1], True)
-    ya, yb, b0, b1 = taps((y - rect[:, 1:2]).to(torch.float64), scale[:, 1:], crop[:, 1:2], size[:, 1:], False)
-    i = rows[:, None, None]
-    a0, a1 = a0[:, None, :, None], a1[:, None, :, None]
-
-    def horizontal(yy: torch.Tensor) -> torch.Tensor:  # (P, T, T, 3) int32: the horizontal pass, >> 4
-        h = torch.mul(images[i, yy[:, :, None], xa[:, None, :]], a0)
-        h.addcmul_(images[i, yy[:, :, None], xb[:, None, :]], a1)
-        return h.bitwise_right_shift_(4)
-
-    # OpenCV: ((ha * b0) >> 16) + ((hb * b1) >> 16), then (+ 2) >> 2; the + 2 rides in the first term as 2 << 16
-    v = torch.addcmul(torch.tensor([2 << 16], dtype=torch.int32, device=images.device), horizontal(ya),
-                      b0[:, :, None, None]).bitwise_right_shift_(16)
-    v.add_(horizontal(yb).mul_(b1[:, :, None, None]).bitwise_right_shift_(16))
-    return v.bitwise_right_shift_(2).to(torch.uint8)
+    xt, xw = taps((x - rect[:, :1]).to(torch.float64), scale[:, :1], crop[:, :1], size[:, :1], True)
+    yt, yw = taps((y - rect[:, 1:2]).to(torch.float64), scale[:, 1:], crop[:, 1:2], size[:, 1:], False)
+    i, lines = rows[:, None, None], yt[:, :, :, None]  # (2, P, T, 1): the two line taps
+    # the horizontal pass of both lines: (2, P, T, T, 3) int32, (a * w0 + b * w1) >> 4
+    h = torch.mul(images[i, lines, xt[0, :, None, :]], xw[0, :, None, :, None])
+    h.addcmul_(images[i, lines, xt[1, :, None, :]], xw[1, :, None, :, None]).bitwise_right_shift_(4)
+    # vertical: ((h0 * w0) >> 16) + ((h1 * w1) >> 16), then (+ 2) >> 2; the + 2 rides in the first term as 2 << 16
+    torch.addcmul(torch.tensor([2 << 16], dtype=torch.int32, device=images.device), h[0], yw[0, :, :, None, None],
+                  out=h[0])
+    h[1].mul_(yw[1, :, :, None, None])
+    v = torch.add(*h.bitwise_right_shift_(16), out=h[0])
+    out = torch.empty(v.shape, dtype=torch.uint8, device=v.device)
+    return torch.bitwise_right_shift(v, 2, out=out).permute(0, 3, 1, 2)
 
 
-def paint_patches(canvas: torch.Tensor, size: int, images: torch.Tensor, rows: torch.Tensor, rect: torch.Tensor,
-                  crop: torch.Tensor, cv_inv: torch.Tensor, canvas_row: torch.Tensor, origin: torch.Tensor,
-                  flip_lr: torch.Tensor, flip_ud: torch.Tensor) -> None:
-    """Paint P patches of resize-mode warps into ``canvas``, in place: their rect's pixels, the rest kept.
+def write_patches(canvas: torch.Tensor, size: int, val: torch.Tensor, rect: torch.Tensor, canvas_row: torch.Tensor,
+                  origin: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Write P patches' pixels ``val`` (P, 3, T, T) uint8 into ``canvas`` where they fall in their ``rect``, in place.
 
     ``canvas``: (C, 3, Sp, Sp) uint8, Sp the canvas side ``size`` rounded up
-    to whole :data:`PATCH` es (pixels past ``size`` are never read). Per patch:
-    the source ``images[rows]``, its warp's ``rect``/``crop`` (4,) int64 and
-    ``cv_inv`` (2, 3) float64 (:attr:`PlanBatch.warp_cv_inverse`), its
-    ``canvas_row``, its stored-order ``origin`` (x, y), and the canvas's
-    ``flip_lr``/``flip_ud``. No two patches may be the same square of one canvas.
+    to whole :data:`PATCH` es (pixels past ``size`` are never read). Per
+    patch: its warp's ``rect`` (4,) int64, its ``canvas_row``, its
+    stored-order ``origin`` (x, y) and its pixels' unflipped ``x``, ``y`` (P, T)
+    (:func:`patch_pixels`). Other pixels keep the canvas. No two patches may
+    be the same square of one canvas.
     """
     t = PATCH
     n_c, _, sp, _ = canvas.shape
-    j = torch.arange(t, device=canvas.device)
-    xs, ys = origin[:, :1] + j, origin[:, 1:] + j  # (P, T) stored pixel indices
-    x = torch.where(flip_lr[:, None], size - 1 - xs, xs)  # unflipped
-    y = torch.where(flip_ud[:, None], size - 1 - ys, ys)
-    val = resized_patches(images, rows, cv_inv, crop, rect, x, y).permute(0, 3, 1, 2)  # (P, 3, T, T)
     lo, hi = rect[:, :2].clamp(min=0), rect[:, 2:].clamp(max=size)
     cols = (x >= lo[:, :1]) & (x < hi[:, :1])
     lines = (y >= lo[:, 1:]) & (y < hi[:, 1:])

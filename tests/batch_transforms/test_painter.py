@@ -252,7 +252,9 @@ def test_host_flags_only_skip_work(monkeypatch):
     items, a = painted(CONFIGS["flips"], "cpu")
     pb = collate_plans(items)
     assert pb.any_frame and pb.frame_affine and len(pb.slot_whole) == len(pb.slot_counts)
-    general = dataclasses.replace(pb, slot_whole=(), any_frame=True, frame_affine=False)
+    assert pb.frame_aligned and pb.slot_sampled and not any(pb.slot_sampled)  # axis-aligned: every warp a resize
+    general = dataclasses.replace(pb, slot_whole=(), slot_sampled=(), any_frame=True, frame_affine=False,
+                                  frame_aligned=False)
     assert torch.equal(DevicePainter()(general).images, a.images)
 
 
@@ -296,3 +298,61 @@ def test_plans_without_pixels_decode_nothing_and_paint_the_same(tmp_path):
     assert torch.equal(a.boxes, b.boxes) and torch.equal(a.weights, b.weights)
     got = DevicePainter(bank=SourceBank.from_dataset(base))(b)
     assert torch.equal(got.images, DevicePainter()(a).images)
+
+
+@pytest.mark.parametrize("size", [50, 72, 96])
+def test_axis_aligned_configs_are_painted_bit_for_bit_at_any_size(size):
+    """Ultralytics' default warps (translate + scale) are resizes: the device painter then equals OpenCV exactly.
+
+    Sizes that are no multiple of the 32-pixel patches, both flips, Mosaic 4
+    and 9, MixUp, CutMix, on canvases of several plans; HSV at 96. (OpenCV's
+    8-bit HSV -> RGB gives some colours one level apart in the last
+    ``width % 32`` pixels of each row, which its vector code does not reach;
+    the painters' table is its vector code's, so at widths that are no
+    multiple of 32 -- never a YOLO size -- a flipped image may differ there.)
+    """
+    colour = {} if size % 32 == 0 else {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0}
+    cfgs = [AugmentConfig(img_size=size, mosaic=1.0, mosaic9=0.5, fliplr=0.5, flipud=0.5, mixup=0.5, **colour),
+            AugmentConfig(img_size=size, mosaic=0.5, cutmix=1.0, fliplr=0.5, flipud=0.5, **colour)]
+    for cfg in cfgs:
+        items, batch = painted(cfg, "cpu", seed=size, n=10)
+        pb = collate_plans(items)
+        assert not any(pb.slot_sampled) and sum(pb.slot_patches) > 0
+        assert any(p.flip_lr for p, _ in items) and any(p.flip_ud for p, _ in items)
+        assert (pb.hsv_rows.numel() > 0) == (size % 32 == 0)
+        ref = np.stack([paint(p, im) for p, im in items])
+        assert np.array_equal(batch.images.permute(0, 2, 3, 1).numpy(), ref)
+
+
+def test_a_batch_where_only_some_plans_jitter_colour():
+    """HSV rows that are not the whole batch are jittered apart and put back (the others untouched)."""
+    with_hsv = MixDataset(DATA, CONFIGS["hsv"], seed=4, output="plan")
+    without = MixDataset(DATA, CONFIGS["mosaic4"], seed=4, output="plan")
+    items = [with_hsv[0], without[1], with_hsv[2], without[3]]
+    pb = collate_plans(items)
+    assert pb.hsv_rows.tolist() == [0, 2]
+    got = DevicePainter()(pb).images.permute(0, 2, 3, 1).numpy().astype(np.int16)
+    d = np.abs(got - np.stack([paint(p, im) for p, im in items]).astype(np.int16))
+    assert (d <= 2).mean() >= 0.999 and d.mean() < 0.5
+    assert np.array_equal(d[[1, 3]], np.zeros_like(d[[1, 3]]))  # resized tiles, no colour: exact
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resize_canvases_are_exact_on_every_device(device):
+    """The patches of resize-mode warps are integer arithmetic: every canvas equals OpenCV's on any device."""
+    from detaug.canvas import paint_canvas
+    items, _ = painted(AugmentConfig(img_size=96, mosaic=1.0, mosaic9=0.5, fliplr=0.5, flipud=0.5, mixup=0.5),
+                       "cpu", seed=7, n=8)
+    pb = collate_plans(items)
+    got = DevicePainter().paint_canvases(pb.to(device)).cpu().permute(0, 2, 3, 1).numpy()
+    rows = 0
+    for r in range(pb.num_canvases):
+        b = int(pb.canvas_item[r])
+        plan, images = items[b]
+        k = 0 if int(pb.main_canvas[b]) == r else plan.blend.canvas  # the plan's own canvas or its MixUp partner
+        ref = paint_canvas(plan.canvases[k], images, 96, plan.fill)
+        ref = ref[:, ::-1] if plan.flip_lr else ref
+        ref = ref[::-1] if plan.flip_ud else ref
+        assert np.array_equal(got[r], ref), f"canvas row {r}"
+        rows += 1
+    assert rows > 8 and sum(pb.slot_patches) > 0
