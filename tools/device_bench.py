@@ -6,7 +6,8 @@ Stages (each one reports its own failure and the next still runs):
    ``collate_plans`` on one core, samples/s.
 2. ``paint``: ``DevicePainter`` on plans prepared on the CPU beforehand and
    already on the device (B x 3 x S x S uint8), samples/s; ``paint-fp16``
-   the same with float16 output; ``h2d+paint`` with the pinned host-to-device
+   the same with float16 output; ``paint-rot10`` with rotations up to 10
+   degrees (warps sampled rather than resized); ``h2d+paint`` with the pinned host-to-device
    copy of each PlanBatch included.
 3. ``parity``: one batch painted on the device against ``detaug.paint.paint``
    (OpenCV), max / share within 2 levels / mean absolute difference.
@@ -143,6 +144,20 @@ def main(argv: list[str] | None = None) -> int:
             mem = f", peak {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB" if dev.type == "cuda" else ""
             report(name, f"{b * args.iters / dt:.0f} samples/s", f"B={b}, S={s}, plans ready on {dev}{mem}")
         del on_dev
+        # warps that are not resizes (rotation: sampled per patch), same data
+        rot = MixDataset(data, AugmentConfig(img_size=s, mosaic=1.0, mosaic9=0.0, mixup=args.mixup, fliplr=0.5,
+                                             degrees=10.0), seed=0, output="plan")
+        rot_batches = [collate_plans([rot[k] for k in keys[i : i + b]]).to(dev) for i in range(0, len(keys), b)]
+        for x in rot_batches[:2]:
+            painter(x)
+        sync(dev)
+        t0 = time.perf_counter()
+        for i in range(args.iters):
+            painter(rot_batches[2 + i % (len(rot_batches) - 2)])
+        sync(dev)
+        dt = time.perf_counter() - t0
+        report("paint-rot10", f"{b * args.iters / dt:.0f} samples/s", "same, degrees=10 (warps sampled, not resized)")
+        del rot_batches
         t0 = time.perf_counter()
         for i in range(args.iters):
             painter(batches[2 + i % (len(batches) - 2)].to(dev))

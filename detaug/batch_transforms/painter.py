@@ -67,12 +67,19 @@ from __future__ import annotations
 
 import cv2
 import torch
-import torch.nn.functional as F
 
 from detaug.batch import Batch
 from detaug.batch_transforms.hsv_tables import jitter
+from detaug.batch_transforms.patches import PATCH, patch_pixels, read_patches, write_patches
 from detaug.batch_transforms.plan_batch import PlanBatch
-from detaug.batch_transforms.resize import PATCH, patch_pixels, resized_patches, write_patches
+from detaug.batch_transforms.resize import resized_patches
+from detaug.batch_transforms.sampled_warps import (
+    PatchWarps,
+    in_rect,
+    map_points,
+    sample_patches,
+    source_volume,
+)
 from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
@@ -86,63 +93,10 @@ CPU_STEP_PIXELS = 262144
 #: Pixels of every jittered image per HSV step on the CPU (table reads stay in cache).
 _HSV_STEP = 16384
 
-#: A normalised grid_sample coordinate far outside every source (every tap out: zero colour, zero coverage).
-_FAR = -1.0e4
-
-
 def _centres(size: int, flip: torch.Tensor) -> torch.Tensor:
     """(n, size) float32 pixel-centre coordinates ``j + 0.5``, reversed (``size - j - 0.5``) where ``flip``."""
     c = torch.arange(size, device=flip.device, dtype=torch.float32) + 0.5
     return torch.where(flip[:, None], size - c, c)
-
-
-def _map(m: torch.Tensor, x: torch.Tensor, y: torch.Tensor, affine: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points (x (n, 1, W), y (n, H, 1)) through (n, 3, 3) maps: (n, H, W) x and y.
-
-    With ``affine`` the last row is taken as (0, 0, 1); otherwise the
-    perspective divide, and points sent to infinity come back far outside
-    every image.
-    """
-    def row(i: int) -> torch.Tensor:
-        # (n, H, 1) + (n, 1, W) * a: the (n, H, W) result is written twice, not thrice
-        return (m[:, i, 1, None, None] * y + m[:, i, 2, None, None]) + m[:, i, 0, None, None] * x
-
-    if affine:
-        return row(0), row(1)
-    w = row(2)
-    u, v = row(0).div_(w), row(1).div_(w)
-    bad = ~(torch.isfinite(u) & torch.isfinite(v))
-    far = torch.full((), -1e6, device=m.device)
-    return torch.where(bad, far, u), torch.where(bad, far, v)
-
-
-def _quantize(u: torch.Tensor) -> torch.Tensor:
-    """Continuous coordinates moved to OpenCV 4's grid of 1/32 pixel (``INTER_BITS``), nearest, in the pixel-centre frame."""
-    return u.sub(0.5).mul_(32.0).add_(0.5).floor_().div_(32.0).add_(0.5)
-
-
-def _cv4_affine(m: torch.Tensor, roi: torch.Tensor, crop: torch.Tensor, x: torch.Tensor, y: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV 4's warpAffine source points, exactly: (n, H, W) float32 x and y in the continuous source frame.
-
-    ``m``: (n, 2, 3) float64 inverse maps (:attr:`PlanBatch.warp_cv_inverse`);
-    x (n, 1, W), y (n, H, 1) canvas pixel centres. OpenCV rounds each term to
-    1/1024 (``AB_BITS``), then the sum to the 1/32 grid (``INTER_BITS``), in integers.
-    """
-    dx = x.to(torch.float64) - 0.5 - roi[:, 0, None, None]  # pixel indices relative to the ROI
-    dy = y.to(torch.float64) - 0.5 - roi[:, 1, None, None]
-    out = []
-    for i in (0, 1):
-        row = torch.round((m[:, i, 1, None, None] * dy + m[:, i, 2, None, None]) * 1024.0) + 16.0
-        q = torch.floor((row + torch.round(m[:, i, 0, None, None] * dx * 1024.0)) / 32.0)  # 1/32 crop pixels
-        out.append((q / 32.0 + (crop[:, i, None, None] + 0.5)).to(torch.float32))
-    return out[0], out[1]
-
-
-def _in_rect(rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(n, H, W) bool: ``x`` (n, 1, W), ``y`` (n, H, 1) inside the (n, 4) rectangles ``[x0, x1) x [y0, y1)``."""
-    r = rect[:, :, None, None]
-    return (x >= r[:, 0]) & (x < r[:, 2]) & (y >= r[:, 1]) & (y < r[:, 3])
 
 
 class DevicePainter:
@@ -206,67 +160,47 @@ class DevicePainter:
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
         fill8 = torch.tensor(batch.fill, dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
-        sp = -(-s // PATCH) * PATCH  # resize-mode warps paint whole patches: the side rounded up to them
+        sp = -(-s // PATCH) * PATCH  # warps paint whole patches: the side rounded up to them
         canvas_p = fill8.expand(n_c, 3, sp, sp).contiguous()  # uint8: every canvas value is an integer level
         canvas = canvas_p[:, :, :s, :s]
         flip_lr = batch.flip_lr[batch.canvas_item]
         flip_ud = batch.flip_ud[batch.canvas_item]
+        step = max(1, CPU_STEP_PIXELS // PATCH**2) if dev.type == "cpu" else None  # patches per step
+        n_rz = sum(batch.slot_resize_patches)
+        # resize-mode patches read only sources: in one step (off the CPU), all of them before any slot
+        ahead = self._resized(batch, 0, n_rz, flip_lr, flip_ud) if n_rz and (step is None or n_rz <= step) else None
+        r0 = m0 = 0
+        for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
+            m1 = m0 + (batch.slot_sample_patches[k] if batch.slot_sample_patches else 0)
+            if m1 > m0:
+                volume = source_volume(self._sources(batch, k, n), batch.warp_crop[:n, k])
+                for q in range(m0, m1, step or m1 - m0):  # blocks of patches (one block off the CPU)
+                    self._sample(batch, canvas_p, volume, k, q, min(q + (step or m1), m1), flip_lr, flip_ud)
+                del volume
+            r1 = r0 + (batch.slot_resize_patches[k] if batch.slot_resize_patches else 0)
+            for q in range(r0, r1, step or max(1, r1 - r0)):
+                q1 = min(q + (step or r1), r1)
+                part = [t[q:q1] for t in ahead] if ahead is not None else self._resized(batch, q, q1, flip_lr, flip_ud)
+                self._write_resized(batch, canvas_p, q, q1, *part)
+            m0, r0 = m1, r1
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
-        v4 = self.opencv < 5
-        n_p = sum(batch.slot_patches)
-        step = max(1, CPU_STEP_PIXELS // PATCH**2) if dev.type == "cpu" else max(1, n_p)
-        # resize-mode patches read only sources: in one step (off the CPU), all of them before any slot
-        ahead = self._resized(batch, 0, n_p, flip_lr, flip_ud) if 0 < n_p <= step else None
-        p0 = 0
-        for k, n in enumerate(batch.slot_counts):  # warp slots, not canvases
-            if not batch.slot_sampled or batch.slot_sampled[k]:
-                self._sample_slot(batch, k, n, canvas, fill8, xs, ys, v4)
-            p1 = p0 + (batch.slot_patches[k] if batch.slot_patches else 0)
-            step = max(1, p1 - p0) if ahead is not None else step
-            for q in range(p0, p1, step):  # blocks of patches (one block off the CPU)
-                q1 = min(q + step, p1)
-                row, x, y, val = ahead if ahead is not None else self._resized(batch, q, q1, flip_lr, flip_ud)
-                if ahead is not None:
-                    row, x, y, val = row[q:q1], x[q:q1], y[q:q1], val[q:q1]
-                wid = batch.patch_warp[q:q1]
-                write_patches(canvas_p, s, val, batch.warp_rect.flatten(0, 1).index_select(0, wid), row,
-                              batch.patch_origin[q:q1], x, y)
-            p0 = p1
         return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
 
-    def _sample_slot(self, batch: PlanBatch, k: int, n: int, canvas: torch.Tensor, fill8: torch.Tensor,
-                     xs: torch.Tensor, ys: torch.Tensor, v4: bool) -> None:
-        """Warp slot k of canvases 0..n-1 by sampling (the warps a resize does not paint), in place on ``canvas``."""
-        s = batch.size
-        fill = fill8.to(torch.float32)
-        src = self._read(batch, k, n, self._sources(batch, k, n))  # (n, 4, Hmax, Wmax) float32
-        rz = batch.warp_resize[:n, k, None]
-        roi = torch.where(rz, torch.zeros_like(batch.warp_roi[:n, k]), batch.warp_roi[:n, k])  # resize: patches
-        whole = (batch.warp_whole[:n, k] & ~batch.warp_resize[:n, k])[:, None, None]  # a whole canvas starts as fill
-        any_whole = batch.slot_whole[k] if batch.slot_whole else True
-        step = max(1, CPU_STEP_PIXELS // (n * s)) if batch.device.type == "cpu" else s
-        for l0 in range(0, s, step):  # blocks of canvas lines (one block off the CPU)
-            h = min(step, s - l0)
-            y = ys[:n, l0 : l0 + h]
-            below = canvas[:n, :, l0 : l0 + h]  # (n, 3, h, S) uint8 view
-            if v4:
-                got, write = self._sample_v4(batch, src, k, n, xs[:n], y, roi, whole)
-            else:
-                got = F.grid_sample(src, self._grid_v5(batch, src, k, n, xs[:n], y, roi),
-                                    mode="bilinear", padding_mode="zeros", align_corners=False)
-                write = None  # folded into the grid: unwritten pixels sample nothing (rgb = cov = 0)
-            base = torch.where(whole[:, None], fill, below) if any_whole else below
-            val = torch.addcmul(got[:, :3], base, 1.0 - got[:, 3:])  # convex: no clamp
-            val = val.add_(0.5).floor_() if v4 else val.round_()  # OpenCV 4 rounds half up, 5 half to even
-            if write is not None:
-                val = torch.where(write[:, None], val, below)
-            below.copy_(val)  # exact: integer levels in 0..255
+    @staticmethod
+    def _write_resized(batch: PlanBatch, canvas_p: torch.Tensor, lo: int, hi: int, row: torch.Tensor, x: torch.Tensor,
+                       y: torch.Tensor, val: torch.Tensor) -> None:
+        """Resize-mode patches lo..hi-1 (:meth:`_resized`) written inside their warps' rects, in place."""
+        origin = batch.resize_patch_origin[lo:hi]
+        rect = batch.warp_rect.flatten(0, 1).index_select(0, batch.resize_patch_warp[lo:hi])
+        a, b = rect[:, :2].clamp(min=0), rect[:, 2:].clamp(max=batch.size)
+        inside = ((y >= a[:, 1:]) & (y < b[:, 1:]))[:, :, None] & ((x >= a[:, :1]) & (x < b[:, :1]))[:, None]
+        write_patches(canvas_p, row, origin, torch.where(inside[:, None], val, read_patches(canvas_p, row, origin)))
 
     def _resized(self, batch: PlanBatch, lo: int, hi: int, flip_lr: torch.Tensor, flip_ud: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Patches lo..hi-1 of resize-mode warps: their canvas rows, pixels' unflipped x and y, and (P, 3, T, T) pixels."""
-        wid = batch.patch_warp[lo:hi]
+        wid = batch.resize_patch_warp[lo:hi]
         row = wid // batch.warp_source.shape[1]
 
         def per_warp(t: torch.Tensor) -> torch.Tensor:
@@ -277,67 +211,11 @@ class DevicePainter:
             images = batch.sources
         else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
             images, src_rows = self.bank.images, batch.source_ids.index_select(0, src_rows)
-        x, y = patch_pixels(batch.size, batch.patch_origin[lo:hi], flip_lr.index_select(0, row),
+        x, y = patch_pixels(batch.size, batch.resize_patch_origin[lo:hi], flip_lr.index_select(0, row),
                             flip_ud.index_select(0, row))
         val = resized_patches(images, src_rows, per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
                               per_warp(batch.warp_rect), x, y)
         return row, x, y, val
-
-    @staticmethod
-    def _grid_v5(batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,
-                 roi: torch.Tensor) -> torch.Tensor:
-        """Slot k's (n, h, S, 2) float32 ``grid_sample`` grid of canvas lines l0..l0+h, OpenCV 5's float rule.
-
-        ``x`` (n, 1, S), ``y`` (n, h, 1): unflipped pixel centres of the stored
-        pixels. Affine slots: the map composed with the source normalisation
-        (float64, then float32), two broadcast adds written into the grid;
-        perspective slots: the points through :func:`_map`. Pixels outside the
-        warp's ROI get a point far outside every source, so they sample zero
-        colour and zero coverage (the canvas below is kept).
-        """
-        hmax, wmax = src.shape[-2], src.shape[-1]
-        r = roi[:, :, None]
-        xo = x[:, 0] - 0.5  # (n, S) unflipped pixel indices
-        yo = y[:, :, 0] - 0.5  # (n, h)
-        col_out = ((xo < r[:, 0]) | (xo >= r[:, 2]))[:, None, :]  # (n, 1, S)
-        row_out = ((yo < r[:, 1]) | (yo >= r[:, 3]))[:, :, None]  # (n, h, 1)
-        if batch.slot_affine[k]:
-            # normalised source point = (m[i, 1] * y + m[i, 2]) + m[i, 0] * x, straight into the grid; the
-            # far offset of a column (for x) or a line (for y) outside the ROI sends its points off every source
-            t_in = torch.tensor([[2.0 / wmax, 0.0, -1.0], [0.0, 2.0 / hmax, -1.0]], dtype=torch.float64,
-                                device=src.device)
-            m = (t_in @ batch.warp_inverse[:n, k].to(torch.float64)).to(torch.float32)  # (n, 2, 3)
-            grid = torch.empty((n, y.shape[1], x.shape[2], 2), dtype=torch.float32, device=src.device)
-            rx = m[:, 0, 1, None, None] * y + m[:, 0, 2, None, None]  # (n, h, 1)
-            cx = torch.where(col_out, _FAR, m[:, 0, 0, None, None] * x)  # (n, 1, S)
-            ry = torch.where(row_out, _FAR, m[:, 1, 1, None, None] * y + m[:, 1, 2, None, None])
-            cy = m[:, 1, 0, None, None] * x
-            torch.add(rx, cx, out=grid[..., 0])
-            torch.add(ry, cy, out=grid[..., 1])
-            return grid
-        u, v = _map(batch.warp_inverse[:n, k], x, y)
-        grid = torch.stack([u.mul_(2.0 / wmax).sub_(1.0), v.mul_(2.0 / hmax).sub_(1.0)], dim=-1)
-        return grid.masked_fill_((row_out | col_out)[..., None], _FAR)
-
-    def _sample_v4(self, batch: PlanBatch, src: torch.Tensor, k: int, n: int, x: torch.Tensor, y: torch.Tensor,
-                   roi: torch.Tensor, whole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """OpenCV 4's rule: (n, 4, h, S) samples and the (n, h, S) bool pixels the tile writes."""
-        hmax, wmax = src.shape[-2], src.shape[-1]
-        crop = batch.warp_crop[:n, k, :, None, None].to(torch.float32) + 0.5  # first pixel centre, last + 1
-        write = _in_rect(roi, x - 0.5, y - 0.5)  # pixel indices in the ROI
-        if batch.slot_affine[k]:
-            u, v = _cv4_affine(batch.warp_cv_inverse[:n, k], roi, batch.warp_crop[:n, k], x, y)
-        else:
-            u, v = _map(batch.warp_inverse[:n, k], x, y)
-            u, v = _quantize(u), _quantize(v)  # source points on a 1/32 grid
-        # a tile writes where its top-left tap is in ...
-        write &= whole | ((u >= crop[:, 0]) & (u < crop[:, 2]) & (v >= crop[:, 1]) & (v < crop[:, 3]))
-        # ... and replicates its last column and row
-        u = torch.where(whole, u, torch.minimum(torch.maximum(u, crop[:, 0]), crop[:, 2] - 1.0))
-        v = torch.where(whole, v, torch.minimum(torch.maximum(v, crop[:, 1]), crop[:, 3] - 1.0))
-        scale = torch.tensor([2.0 / wmax, 2.0 / hmax], device=src.device)
-        grid = torch.stack([u, v], dim=-1).mul_(scale).sub_(1.0)
-        return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False), write
 
     @staticmethod
     def _frame_clip(batch: PlanBatch, canvas: torch.Tensor, fill8: torch.Tensor, flip_lr: torch.Tensor,
@@ -349,11 +227,11 @@ class DevicePainter:
         side = batch.frame_side[:, None, None]
         if batch.frame_aligned:  # u depends on x alone, v on y alone: a column test and a line test
             m = batch.frame_inverse
-            u = m[:, 0, 0, None, None] * xs + m[:, 0, 2, None, None]  # (C, 1, S), as _map's sum with m[0, 1] = 0
+            u = m[:, 0, 0, None, None] * xs + m[:, 0, 2, None, None]  # (C, 1, S), as map_points' sum with m[0, 1] = 0
             v = m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]  # (C, S, 1)
             out = (~((u >= 0) & (u <= side)) | ~((v >= 0) & (v <= side))) & framed[:, None, None]
         else:
-            u, v = _map(batch.frame_inverse, xs, ys, batch.frame_affine)
+            u, v = map_points(batch.frame_inverse, xs, ys, batch.frame_affine)
             out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
@@ -365,22 +243,25 @@ class DevicePainter:
         # ids only (ship_sources=False): the pixels are in the bank, on this device
         return self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
 
-    def _read(self, batch: PlanBatch, k: int, n: int, src: torch.Tensor) -> torch.Tensor:
-        """:meth:`_sources` (n, Hmax, Wmax, 3) as (n, 4, Hmax, Wmax) float32: RGB zeroed outside the crop + crop mask.
+    def _sample(self, batch: PlanBatch, canvas_p: torch.Tensor, volume: torch.Tensor, k: int, lo: int, hi: int,
+                flip_lr: torch.Tensor, flip_ud: torch.Tensor) -> None:
+        """Sampled patches lo..hi-1, all of slot k (:func:`~detaug.batch_transforms.sampled_warps.sample_patches`)."""
+        wid = batch.sample_patch_warp[lo:hi]
+        row = wid // batch.warp_source.shape[1]  # the canvas row, and the warp's slice of the slot's volume
+        origin = batch.sample_patch_origin[lo:hi]
 
-        The crop indicator is separable (a row vector times a column vector),
-        so each of the two channel groups is written in one pass.
-        """
-        _, hmax, wmax, _ = src.shape
-        crop = batch.warp_crop[:n, k, :, None, None, None]  # (n, 4, 1, 1, 1)
-        xs = torch.arange(wmax, device=src.device)[None, None, :]
-        ys = torch.arange(hmax, device=src.device)[None, :, None]
-        cols = ((xs >= crop[:, 0]) & (xs < crop[:, 2])).to(torch.float32)  # (n, 1, 1, Wmax)
-        rows = ((ys >= crop[:, 1]) & (ys < crop[:, 3])).to(torch.float32)  # (n, 1, Hmax, 1)
-        out = torch.empty((n, 4, hmax, wmax), dtype=torch.float32, device=src.device)
-        torch.mul(rows, cols, out=out[:, 3:])
-        torch.mul(src.permute(0, 3, 1, 2), out[:, 3:], out=out[:, :3])  # uint8 * float32 -> float32
-        return out
+        def per_warp(t: torch.Tensor) -> torch.Tensor:
+            return t.flatten(0, 1).index_select(0, wid)
+
+        x, y = patch_pixels(batch.size, origin, flip_lr.index_select(0, row), flip_ud.index_select(0, row))
+        warps = PatchWarps(per_warp(batch.warp_inverse), per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
+                           per_warp(batch.warp_roi), per_warp(batch.warp_whole), row,
+                           affine=batch.slot_affine[k], any_whole=batch.slot_whole[k] if batch.slot_whole else True)
+        fill = torch.tensor(batch.fill, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
+        below = read_patches(canvas_p, row, origin)
+        val = sample_patches(volume, warps, x.to(torch.float32)[:, None, :] + 0.5, y.to(torch.float32)[:, :, None] + 0.5,
+                             below, fill, self.opencv)
+        write_patches(canvas_p, row, origin, val)
 
     # ------------------------------------------------------------------ images
     def paint_images(self, batch: PlanBatch) -> torch.Tensor:
@@ -398,7 +279,7 @@ class DevicePainter:
             rows = batch.paste_rows
             x = _centres(s, batch.flip_lr[rows])[:, None, :] - 0.5
             y = _centres(s, batch.flip_ud[rows])[:, :, None] - 0.5
-            inside = _in_rect(batch.paste_rect, x, y)[:, None]
+            inside = in_rect(batch.paste_rect, x, y)[:, None]
             out.index_copy_(0, rows, torch.where(inside, canvas.index_select(0, batch.paste_canvas),
                                                  out.index_select(0, rows)))
         if batch.hsv_rows.numel():

@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 
 from detaug import geometry
 from detaug.batch import Batch, Fill
-from detaug.batch_transforms.resize import rect_patches
+from detaug.batch_transforms.patches import rect_patches
 from detaug.canvas import resize_rects
 from detaug.plan import SamplePlan
 from detaug.transforms.photometric import hsv_luts
@@ -92,11 +92,14 @@ class PlanBatch:
         warp_resize: (C, K) bool: the OpenCV painter draws the warp with one
             ``cv2.resize`` (:func:`detaug.canvas.resize_rects`), over
         warp_rect: (C, K, 4) int64 (x0, y0, x1, y1) canvas pixels (zeros where not).
-        patch_warp, patch_origin: (P,) int64 flat warp index ``row * K + k``
-            and (P, 2) int64 (x, y) top-left pixel, in the canvas's stored
-            (flipped) pixel order, of every :data:`~detaug.batch_transforms.resize.PATCH`-square of a canvas
+        resize_patch_warp, resize_patch_origin: (P,) int64 flat warp index
+            ``row * K + k`` and (P, 2) int64 (x, y) top-left pixel, in the
+            canvas's stored (flipped) pixel order, of every
+            :data:`~detaug.batch_transforms.patches.PATCH`-square of a canvas
             that a resize-mode warp's rect (clipped to the canvas) touches;
-            sorted by slot, ``slot_patches[k]`` of slot k.
+            sorted by slot, ``slot_resize_patches[k]`` of slot k.
+        sample_patch_warp, sample_patch_origin: the same for the other warps
+            (painted by sampling) and their ROI; ``slot_sample_patches[k]`` of slot k.
         frame_inverse: (C, 3, 3) float32 canvas -> Mosaic frame map (identity if none).
         frame_side: (C,) float32 side of the frame square; 0 where the canvas has
             no frame clip (or its frame crosses a perspective horizon, which the
@@ -119,9 +122,8 @@ class PlanBatch:
 
     Host-side: ``size`` (S), ``fill`` (r, g, b), ``slot_counts`` (K ints),
     ``slot_affine`` (K bools: every map of slot k is affine, so the painter
-    skips the perspective divide), ``slot_patches`` (K ints: patches of slot
-    k), ``slot_sampled`` (K bools: some warp of slot k is not resize-mode,
-    so the painter samples it; empty: unknown, taken as True), ``slot_whole`` (K bools: some warp of slot k
+    skips the perspective divide), ``slot_resize_patches`` and
+    ``slot_sample_patches`` (K ints each: the patches of slot k), ``slot_whole`` (K bools: some warp of slot k
     is ``whole``; empty: unknown, taken as True), ``any_frame`` (some canvas has
     a frame clip; the painter skips the clip otherwise), ``frame_affine`` (every
     ``frame_inverse`` is affine: no perspective divide in the clip),
@@ -140,8 +142,10 @@ class PlanBatch:
     warp_whole: torch.Tensor
     warp_resize: torch.Tensor
     warp_rect: torch.Tensor
-    patch_warp: torch.Tensor
-    patch_origin: torch.Tensor
+    resize_patch_warp: torch.Tensor
+    resize_patch_origin: torch.Tensor
+    sample_patch_warp: torch.Tensor
+    sample_patch_origin: torch.Tensor
     frame_inverse: torch.Tensor
     frame_side: torch.Tensor
     canvas_item: torch.Tensor
@@ -165,8 +169,8 @@ class PlanBatch:
     slot_counts: tuple[int, ...]
     slot_affine: tuple[bool, ...] = ()
     slot_whole: tuple[bool, ...] = ()
-    slot_patches: tuple[int, ...] = ()
-    slot_sampled: tuple[bool, ...] = ()
+    slot_resize_patches: tuple[int, ...] = ()
+    slot_sample_patches: tuple[int, ...] = ()
     any_frame: bool = True
     frame_affine: bool = False
     frame_aligned: bool = False
@@ -373,8 +377,9 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
                 w_resize[r, k], w_rect[r, k] = True, rect
     p_lr = np.array([p.flip_lr for p, _ in pairs], bool)[c_item]
     p_ud = np.array([p.flip_ud for p, _ in pairs], bool)[c_item]
-    patch_warp, patch_origin, slot_patches = rect_patches(w_resize, w_rect, slot_counts, p_lr, p_ud, int(size))
-    slot_sampled = tuple(not bool(w_resize[: slot_counts[k], k].all()) for k in range(n_k))
+    rz_warp, rz_origin, slot_rz = rect_patches(w_resize, w_rect, slot_counts, p_lr, p_ud, int(size))
+    sampled = (np.arange(n_k)[None, :] < np.array([len(c[1]) for c in canvases])[order][:, None]) & ~w_resize
+    sm_warp, sm_origin, slot_sm = rect_patches(sampled, w_roi, slot_counts, p_lr, p_ud, int(size))
     # items: first canvas of each plan, then its partners in plan order
     first = np.cumsum([0] + [len(p.canvases) for p, _ in pairs])[:-1]
     plans = [p for p, _ in pairs]
@@ -415,7 +420,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         warp_source=t(w_src, torch.int64), warp_inverse=t(w_inv, torch.float32), warp_crop=t(w_crop, torch.int64),
         warp_roi=t(w_roi, torch.int64), warp_cv_inverse=t(w_cv, torch.float64), warp_whole=t(w_whole, torch.bool),
         warp_resize=t(w_resize, torch.bool), warp_rect=t(w_rect, torch.int64),
-        patch_warp=t(patch_warp, torch.int64), patch_origin=t(patch_origin, torch.int64),
+        resize_patch_warp=t(rz_warp, torch.int64), resize_patch_origin=t(rz_origin, torch.int64),
+        sample_patch_warp=t(sm_warp, torch.int64), sample_patch_origin=t(sm_origin, torch.int64),
         frame_inverse=t(f_inv, torch.float32), frame_side=t(f_side, torch.float32), canvas_item=t(c_item, torch.int64),
         main_canvas=t(row_of_canvas[first], torch.int64),
         blend_rows=col(blend, 0, torch.int64, (-1,)), blend_canvas=col(blend, 1, torch.int64, (-1,)),
@@ -429,7 +435,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         boxes=t(np.concatenate([x.boxes for x in lab]).reshape(-1, 4), torch.float32),
         weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
         size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
-        slot_whole=slot_whole, slot_patches=slot_patches, slot_sampled=slot_sampled, any_frame=bool(np.any(f_side > 0)),
+        slot_whole=slot_whole, slot_resize_patches=slot_rz, slot_sample_patches=slot_sm, any_frame=bool(np.any(f_side > 0)),
         frame_affine=bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0))),
         frame_aligned=bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0)) and np.all(f_inv[:, 0, 1] == 0)
                            and np.all(f_inv[:, 1, 0] == 0)), metas=tuple(dict(x.meta) for x in lab),

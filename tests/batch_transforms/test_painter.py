@@ -252,9 +252,8 @@ def test_host_flags_only_skip_work(monkeypatch):
     items, a = painted(CONFIGS["flips"], "cpu")
     pb = collate_plans(items)
     assert pb.any_frame and pb.frame_affine and len(pb.slot_whole) == len(pb.slot_counts)
-    assert pb.frame_aligned and pb.slot_sampled and not any(pb.slot_sampled)  # axis-aligned: every warp a resize
-    general = dataclasses.replace(pb, slot_whole=(), slot_sampled=(), any_frame=True, frame_affine=False,
-                                  frame_aligned=False)
+    assert pb.frame_aligned and not any(pb.slot_sample_patches)  # axis-aligned: every warp a resize
+    general = dataclasses.replace(pb, slot_whole=(), any_frame=True, frame_affine=False, frame_aligned=False)
     assert torch.equal(DevicePainter()(general).images, a.images)
 
 
@@ -317,7 +316,7 @@ def test_axis_aligned_configs_are_painted_bit_for_bit_at_any_size(size):
     for cfg in cfgs:
         items, batch = painted(cfg, "cpu", seed=size, n=10)
         pb = collate_plans(items)
-        assert not any(pb.slot_sampled) and sum(pb.slot_patches) > 0
+        assert not any(pb.slot_sample_patches) and sum(pb.slot_resize_patches) > 0
         assert any(p.flip_lr for p, _ in items) and any(p.flip_ud for p, _ in items)
         assert (pb.hsv_rows.numel() > 0) == (size % 32 == 0)
         ref = np.stack([paint(p, im) for p, im in items])
@@ -355,4 +354,4 @@ def test_resize_canvases_are_exact_on_every_device(device):
         ref = ref[::-1] if plan.flip_ud else ref
         assert np.array_equal(got[r], ref), f"canvas row {r}"
         rows += 1
-    assert rows > 8 and sum(pb.slot_patches) > 0
+    assert rows > 8 and sum(pb.slot_resize_patches) > 0

@@ -36,6 +36,6 @@ def test_memory_traffic_per_output_pixel_is_bounded(tool):
     pb = tool.batches(160, 16, 1)[0]
     c = tool.traffic(pb)
     per_pixel = sum(c.bytes.values()) / (16 * 160 * 160)
-    assert sum(pb.slot_patches) > 0 and pb.hsv_rows.numel() == 16
+    assert sum(pb.slot_resize_patches) > 0 and pb.hsv_rows.numel() == 16
     assert per_pixel < 800, f"{per_pixel:.0f} bytes per output pixel"
     assert sum(c.launches.values()) < 260
