@@ -8,48 +8,45 @@ or pixels. Labels are the plans' own (no box rule here).
 
 How each step reproduces the OpenCV painter (OpenCV 5's rules; OpenCV 4's with ``opencv=4``):
 
-* warps: for warp slot k of canvases ``0..slot_counts[k]``, every canvas
-  pixel centre goes through the warp's inverse map to a source point, and
-  ``grid_sample`` (bilinear, ``align_corners=False`` -- the continuous frame
-  with pixel centres at half integers, OpenCV's convention) reads a 4-channel
-  source: RGB zeroed outside the warp's crop, plus the crop's indicator. The
-  indicator's sample is the weight ``cov`` of the taps inside the crop, and
-  the pixel is ``rgb + (1 - cov) * below``, rounded: ``below`` is the fill for
-  ``whole`` warps (``BORDER_CONSTANT``) and the canvas under the tile
-  otherwise; written inside the rectangle the OpenCV painter runs over
-  (``warp_roi``). OpenCV 5: float32 source points, taps outside a tile blend
-  with the canvas below (its ``BORDER_TRANSPARENT``), round half to even.
-  OpenCV 4: source points on its fixed-point 1/32 pixel grid (affine maps
-  computed exactly as its integer code does), a tile writes where its
-  top-left tap is inside the crop and replicates the crop's last column and
-  row, round half up;
-* warps the OpenCV painter draws with ``cv2.resize`` (axis-aligned, crop corner
-  on a whole pixel: the plans snap them so) are painted by
-  :mod:`~detaug.batch_transforms.resize` over the rects ``collate_plans`` ships
-  (bit for bit but in the two cases that module names, within one level there);
-* Mosaic frame clip: pixels whose centre maps outside the frame square get the fill;
+* warps, slot by slot (slot k: the k-th warp of canvases ``0..slot_counts[k]``),
+  each over the 32-pixel canvas patches the rectangle it writes touches
+  (:mod:`~detaug.batch_transforms.patches`; ``collate_plans`` lists them), so
+  a Mosaic tile costs about its own area, not the whole canvas:
+
+  - warps the OpenCV painter draws with ``cv2.resize`` (axis-aligned, crop
+    corner on a whole pixel: the plans snap Ultralytics' default warps so)
+    are OpenCV's 8-bit resize in integers
+    (:mod:`~detaug.batch_transforms.resize`), bit for bit but in the two
+    cases that module names (within one level there), written inside the
+    rect the OpenCV painter resizes into;
+  - the others (rotation, shear, perspective) are sampled:
+    :mod:`~detaug.batch_transforms.sampled_warps` (``grid_sample`` of the
+    crop-masked source and its coverage, ``rgb + (1 - cov) * below``, with
+    OpenCV 5's or 4's border and rounding rules);
+
+* Mosaic frame clip: pixels whose centre maps outside the frame square get
+  the fill (a column test and a line test when every frame is axis-aligned);
 * MixUp: ``floor(lam * a + (1 - lam) * b + 0.5)`` in float32, as
   :func:`~detaug.transforms.mixup.mixup_pixels`; CutMix: the partner canvas
   inside the rectangle;
 * HSV: :func:`~detaug.batch_transforms.hsv.jitter_pixels` (OpenCV's 8-bit
-  conversions) through the plans' tables, bit for bit, read from two tables
-  that hsv.py's kernels fill once per device (every RGB colour -> HSV, every
-  HSV triple -> RGB; the rule itself lives only in hsv.py);
+  conversions) through the plans' tables, bit for bit, by
+  :func:`~detaug.batch_transforms.hsv_tables.jitter` (the rule itself lives
+  only in hsv.py);
 * flips cost nothing: each canvas is painted in its plan's flipped pixel
   order (output pixel ``j`` holds unflipped pixel ``S - 1 - j``), so the
   frame test, the CutMix rectangle and the blend all see unflipped positions.
 
-Memory traffic (the GPU is bandwidth bound): canvases are uint8 (integer
-levels); sources are converted to float32 per slot in one pass (RGB masked by
-the separable crop indicator); a pixel outside a tile's ROI gets a grid point
-far off every source, so it samples zero colour and zero coverage and keeps
-the canvas below (no write mask, no ``where``); the grid of an affine slot is
-two broadcast adds of the map, pre-composed with the source normalisation.
+Memory traffic (the GPU is bandwidth bound; ``tools/painter_traffic.py``
+counts it): canvases are uint8 (integer levels); every warp works on its
+patches only; off the CPU the resize patches of a whole batch go through each
+integer pass together, before the slots; no step syncs with the host.
 
-Agreement with OpenCV on the CPU (tests/batch_transforms/test_painter.py,
-textured 64 x 64 images): >= 99.7% of pixels identical with OpenCV 5.0 and
-4.14, the rest 1 grey level off (float32 rounding), except a few after HSV,
-where a 1-level difference can move the hue.
+Agreement with OpenCV on the CPU (tests/batch_transforms/test_painter.py):
+resized warps (Ultralytics' default augmentation), MixUp, CutMix, flips and
+HSV are bit for bit; sampled warps leave >= 99.7% of pixels identical with
+OpenCV 5.0 and 4.14, the rest 1 grey level off (float32 rounding), except a
+few after HSV, where a 1-level difference can move the hue.
 
 >>> import numpy as np
 >>> from detaug.plan import CanvasPlan, SamplePlan, TileWarp
