@@ -5,7 +5,10 @@ it launches; a host sync stalls the queue. This runs the painter on the CPU
 with its device code path (one step per slot, as off the CPU) under a torch
 dispatch mode that counts, per aten op, the bytes it reads and writes (a
 gather as what it gathers plus its indices; broadcast operands once), the
-launches, and every host sync (``.item()``, ``bool(tensor)``, ``nonzero``).
+launches, and every host sync: ``.item()``, ``bool(tensor)``, ``nonzero``,
+and every tensor made from host data (``torch.tensor(...)``, indexing with a
+list), which on a GPU is a copy from pageable memory that waits for the
+stream.
 The counts are exact for the op sequence; time on a GPU is not measured here
 (``tools/device_bench.py`` does that).
 
@@ -34,11 +37,12 @@ from detaug.sampler import EpochSampler  # noqa: E402
 
 #: ops that move no data (views, allocations)
 _FREE = {"view", "_unsafe_view", "permute", "slice", "expand", "as_strided", "t", "transpose", "unsqueeze", "squeeze",
-         "select", "diagonal", "alias", "detach", "reshape", "unbind", "split", "chunk", "lift_fresh", "empty",
+         "select", "diagonal", "alias", "detach", "reshape", "unbind", "split", "chunk", "empty",
          "empty_strided", "unfold", "_reshape_alias", "split_with_sizes", "view_as_real"}
 #: ops that read about what they write (plus their indices), not their whole input
 _GATHERS = {"index", "index_select", "gather", "grid_sampler_2d", "grid_sampler_3d", "embedding", "take"}
-_SYNCS = {"_local_scalar_dense", "nonzero", "is_nonzero", "item"}
+#: host syncs on a GPU: reading a value back, or a tensor made from host data (a blocking copy to the device)
+_SYNCS = {"_local_scalar_dense", "nonzero", "is_nonzero", "item", "lift_fresh", "lift_fresh_copy"}
 
 
 def _nbytes(t: torch.Tensor) -> int:
@@ -68,6 +72,7 @@ class TrafficCounter(TorchDispatchMode):
             return out
         if base in _FREE:
             return out
+        kwargs = {k: v for k, v in (kwargs or {}).items() if k != "out"}  # an out= tensor is written, not read
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if base in ("index_put", "index_copy"):  # writes the values only

@@ -69,10 +69,12 @@ def jitter(pixels: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
     """
     fwd, bwd = tables(pixels.device)
     n, dev = pixels.shape[0], pixels.device
-    w = torch.tensor([1 << 16, 1 << 8], dtype=torch.int32, device=dev)  # dimensioned: the sums are int32
-    code = torch.addcmul(pixels[:, 2], pixels[:, 1], w[1:]).addcmul_(pixels[:, 0], w[:1])  # (n, N) r << 16 | g << 8 | b
+    # dimensioned int32 factors (so the sums are int32), made from host scalars: no copy to the device, no sync
+    w8, w16 = (torch.full((1,), f, dtype=torch.int32, device=dev) for f in (1 << 8, 1 << 16))
+    code = torch.addcmul(pixels[:, 2], pixels[:, 1], w8).addcmul_(pixels[:, 0], w16)  # (n, N) r << 16 | g << 8 | b
     words = fwd.index_select(0, code.view(-1)).view(torch.uint8).view(n, -1, 4)
-    lanes = torch.cat([luts, torch.zeros_like(luts[:, :1])], 1)[:, list(_WORD_CHANNELS)]  # (n, 4, 256)
+    ext = torch.cat([luts, torch.zeros_like(luts[:, :1])], 1)
+    lanes = torch.stack([ext[:, c] for c in _WORD_CHANNELS], 1)  # (n, 4, 256); a list index would be copied over
     offs = torch.arange(n * 4, dtype=torch.int32, device=dev).view(n, 1, 4) * 256
     jittered = lanes.reshape(-1).index_select(0, torch.add(words, offs).view(-1))  # bytes of (h', s', v') words
     return bwd.index_select(0, jittered.view(torch.int32)).view(n, -1, 3)

@@ -32,7 +32,10 @@ How each step reproduces the OpenCV painter (OpenCV 5's rules; OpenCV 4's with `
 * HSV: :func:`~detaug.batch_transforms.hsv.jitter_pixels` (OpenCV's 8-bit
   conversions) through the plans' tables, bit for bit, by
   :func:`~detaug.batch_transforms.hsv_tables.jitter` (the rule itself lives
-  only in hsv.py);
+  only in hsv.py). It is the rule of OpenCV's vector code; OpenCV's scalar
+  HSV -> RGB, which it runs on the last ``width % 32`` pixels of each row,
+  puts some colours one level apart, so at widths that are no multiple of 32
+  (never a YOLO size) a flipped image can differ there;
 * flips cost nothing: each canvas is painted in its plan's flipped pixel
   order (output pixel ``j`` holds unflipped pixel ``S - 1 - j``), so the
   frame test, the CutMix rectangle and the blend all see unflipped positions.
@@ -81,14 +84,23 @@ from detaug.batch_transforms.source_bank import SourceBank
 
 __all__ = ["DevicePainter", "CPU_STEP_PIXELS"]
 
-#: Canvas pixels (summed over the canvases of a warp slot) painted per step on
-#: the CPU, in whole lines, so that a step's float32 temporaries (~1 MB each)
-#: stay in cache. Other devices paint a slot in one step. Read at every call
-#: (tests shrink it).
+#: Canvas pixels painted per step on the CPU, in whole patches (256 of them by
+#: default), so that a step's temporaries (a few MB) stay near the cache.
+#: Other devices paint every resized patch of a batch in one step and the
+#: sampled patches of a slot in one step. Read at every call (tests shrink it).
 CPU_STEP_PIXELS = 262144
 
 #: Pixels of every jittered image per HSV step on the CPU (table reads stay in cache).
 _HSV_STEP = 16384
+
+def _check_patch_counts(batch: PlanBatch) -> None:
+    """The patch lists and their per-slot counts agree (host-side shapes only: no sync)."""
+    for name, counts, warps in (("slot_resize_patches", batch.slot_resize_patches, batch.resize_patch_warp),
+                                ("slot_sample_patches", batch.slot_sample_patches, batch.sample_patch_warp)):
+        if len(counts) != len(batch.slot_counts) or sum(counts) != warps.shape[0]:
+            raise ValueError(f"batch: {name} {counts} does not count the {warps.shape[0]} patches of "
+                             f"{len(batch.slot_counts)} warp slots (build PlanBatches with collate_plans)")
+
 
 def _centres(size: int, flip: torch.Tensor) -> torch.Tensor:
     """(n, size) float32 pixel-centre coordinates ``j + 0.5``, reversed (``size - j - 0.5``) where ``flip``."""
@@ -156,9 +168,13 @@ class DevicePainter:
                 raise ValueError(f"bank: on {self.bank.device}, the batch on {batch.device}")
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
-        fill8 = torch.tensor(batch.fill, dtype=torch.uint8, device=dev).view(1, 3, 1, 1)
+        _check_patch_counts(batch)
+        fill8 = torch.empty((1, 3, 1, 1), dtype=torch.uint8, device=dev)
+        for c, v in enumerate(batch.fill):  # from host scalars: no host-to-device copy (that would sync)
+            fill8[:, c].fill_(v)
         sp = -(-s // PATCH) * PATCH  # warps paint whole patches: the side rounded up to them
         canvas_p = fill8.expand(n_c, 3, sp, sp).contiguous()  # uint8: every canvas value is an integer level
+        fill = fill8.to(torch.float32)
         canvas = canvas_p[:, :, :s, :s]
         flip_lr = batch.flip_lr[batch.canvas_item]
         flip_ud = batch.flip_ud[batch.canvas_item]
@@ -172,7 +188,7 @@ class DevicePainter:
             if m1 > m0:
                 volume = source_volume(self._sources(batch, k, n), batch.warp_crop[:n, k])
                 for q in range(m0, m1, step or m1 - m0):  # blocks of patches (one block off the CPU)
-                    self._sample(batch, canvas_p, volume, k, q, min(q + (step or m1), m1), flip_lr, flip_ud)
+                    self._sample(batch, canvas_p, volume, k, q, min(q + (step or m1), m1), flip_lr, flip_ud, fill)
                 del volume
             r1 = r0 + (batch.slot_resize_patches[k] if batch.slot_resize_patches else 0)
             for q in range(r0, r1, step or max(1, r1 - r0)):
@@ -182,21 +198,21 @@ class DevicePainter:
             m0, r0 = m1, r1
         xs = _centres(s, flip_lr)[:, None, :]  # (C, 1, S)
         ys = _centres(s, flip_ud)[:, :, None]  # (C, S, 1)
+        canvas = canvas if sp == s else canvas.contiguous()
         return self._frame_clip(batch, canvas, fill8, flip_lr, flip_ud, xs, ys)
 
     @staticmethod
-    def _write_resized(batch: PlanBatch, canvas_p: torch.Tensor, lo: int, hi: int, row: torch.Tensor, x: torch.Tensor,
-                       y: torch.Tensor, val: torch.Tensor) -> None:
+    def _write_resized(batch: PlanBatch, canvas_p: torch.Tensor, lo: int, hi: int, row: torch.Tensor,
+                       rect: torch.Tensor, x: torch.Tensor, y: torch.Tensor, val: torch.Tensor) -> None:
         """Resize-mode patches lo..hi-1 (:meth:`_resized`) written inside their warps' rects, in place."""
         origin = batch.resize_patch_origin[lo:hi]
-        rect = batch.warp_rect.flatten(0, 1).index_select(0, batch.resize_patch_warp[lo:hi])
         a, b = rect[:, :2].clamp(min=0), rect[:, 2:].clamp(max=batch.size)
         inside = ((y >= a[:, 1:]) & (y < b[:, 1:]))[:, :, None] & ((x >= a[:, :1]) & (x < b[:, :1]))[:, None]
         write_patches(canvas_p, row, origin, torch.where(inside[:, None], val, read_patches(canvas_p, row, origin)))
 
     def _resized(self, batch: PlanBatch, lo: int, hi: int, flip_lr: torch.Tensor, flip_ud: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Patches lo..hi-1 of resize-mode warps: their canvas rows, pixels' unflipped x and y, and (P, 3, T, T) pixels."""
+                 ) -> tuple[torch.Tensor, ...]:
+        """Patches lo..hi-1 of resize-mode warps: canvas rows, warp rects, pixels' unflipped x and y, (P, 3, T, T) pixels."""
         wid = batch.resize_patch_warp[lo:hi]
         row = wid // batch.warp_source.shape[1]
 
@@ -210,14 +226,14 @@ class DevicePainter:
             images, src_rows = self.bank.images, batch.source_ids.index_select(0, src_rows)
         x, y = patch_pixels(batch.size, batch.resize_patch_origin[lo:hi], flip_lr.index_select(0, row),
                             flip_ud.index_select(0, row))
-        val = resized_patches(images, src_rows, per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
-                              per_warp(batch.warp_rect), x, y)
-        return row, x, y, val
+        rect = per_warp(batch.warp_rect)
+        val = resized_patches(images, src_rows, per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop), rect, x, y)
+        return row, rect, x, y, val
 
     @staticmethod
     def _frame_clip(batch: PlanBatch, canvas: torch.Tensor, fill8: torch.Tensor, flip_lr: torch.Tensor,
                     flip_ud: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        """The Mosaic frame clip, in place on the (C, 3, S, S) uint8 canvases: the fill where a centre leaves the frame."""
+        """The Mosaic frame clip of the (C, 3, S, S) uint8 canvases (a new tensor): the fill where a centre leaves the frame."""
         if not batch.any_frame:
             return canvas
         framed = batch.frame_side > 0
@@ -241,7 +257,7 @@ class DevicePainter:
         return self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
 
     def _sample(self, batch: PlanBatch, canvas_p: torch.Tensor, volume: torch.Tensor, k: int, lo: int, hi: int,
-                flip_lr: torch.Tensor, flip_ud: torch.Tensor) -> None:
+                flip_lr: torch.Tensor, flip_ud: torch.Tensor, fill: torch.Tensor) -> None:
         """Sampled patches lo..hi-1, all of slot k (:func:`~detaug.batch_transforms.sampled_warps.sample_patches`)."""
         wid = batch.sample_patch_warp[lo:hi]
         row = wid // batch.warp_source.shape[1]  # the canvas row, and the warp's slice of the slot's volume
@@ -254,7 +270,6 @@ class DevicePainter:
         warps = PatchWarps(per_warp(batch.warp_inverse), per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
                            per_warp(batch.warp_roi), per_warp(batch.warp_whole), row,
                            affine=batch.slot_affine[k], any_whole=batch.slot_whole[k] if batch.slot_whole else True)
-        fill = torch.tensor(batch.fill, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
         below = read_patches(canvas_p, row, origin)
         val = sample_patches(volume, warps, x.to(torch.float32)[:, None, :] + 0.5, y.to(torch.float32)[:, :, None] + 0.5,
                              below, fill, self.opencv)
@@ -270,7 +285,7 @@ class DevicePainter:
             lam = batch.blend_lam.view(-1, 1, 1, 1)
             rest = 1.0 - lam  # float32, as mixup_pixels
             a = out.index_select(0, batch.blend_rows).to(torch.float32).mul_(lam)
-            a = torch.addcmul(a, canvas.index_select(0, batch.blend_canvas), rest)
+            a.add_(canvas.index_select(0, batch.blend_canvas).to(torch.float32).mul_(rest))  # two roundings, no FMA
             out.index_copy_(0, batch.blend_rows, a.add_(0.5).floor_().clamp_(max=255.0).to(torch.uint8))
         if batch.paste_rows.numel():
             rows = batch.paste_rows

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 __all__ = ["PATCH", "rect_patches", "patch_pixels", "read_patches", "write_patches"]
 
-#: Side of the square canvas patches in which resize-mode warps are painted.
+#: Side of the square canvas patches in which every warp is painted.
 PATCH = 32
 
 

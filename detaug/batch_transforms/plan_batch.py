@@ -218,7 +218,7 @@ class PlanBatch:
             images=images,
             batch_idx=self.batch_idx.to(dev), classes=self.classes.to(dev),
             boxes=self.boxes.to(dev), weights=self.weights.to(dev),
-            sizes=torch.tensor([[s, s]], dtype=torch.int64, device=dev).expand(self.batch_size, 2).contiguous(),
+            sizes=torch.full((self.batch_size, 2), s, dtype=torch.int64, device=dev),  # no host copy: no sync
             metas=self.metas, fill=self.fill,
         )
 
@@ -375,6 +375,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
             w_cv[r, k] = cv_inv
             if rect is not None:
                 w_resize[r, k], w_rect[r, k] = True, rect
+    frame_affine = bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0)))
     p_lr = np.array([p.flip_lr for p, _ in pairs], bool)[c_item]
     p_ud = np.array([p.flip_ud for p, _ in pairs], bool)[c_item]
     rz_warp, rz_origin, slot_rz = rect_patches(w_resize, w_rect, slot_counts, p_lr, p_ud, int(size))
@@ -436,7 +437,5 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
         size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
         slot_whole=slot_whole, slot_resize_patches=slot_rz, slot_sample_patches=slot_sm, any_frame=bool(np.any(f_side > 0)),
-        frame_affine=bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0))),
-        frame_aligned=bool(np.all(f_inv[:, 2] == (0.0, 0.0, 1.0)) and np.all(f_inv[:, 0, 1] == 0)
-                           and np.all(f_inv[:, 1, 0] == 0)), metas=tuple(dict(x.meta) for x in lab),
+        frame_affine=frame_affine, frame_aligned=frame_affine and bool(np.all(f_inv[:, [0, 1], [1, 0]] == 0)), metas=tuple(dict(x.meta) for x in lab),
     )

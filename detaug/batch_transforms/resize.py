@@ -47,8 +47,7 @@ def resized_patches(images: torch.Tensor, rows: torch.Tensor, cv_inv: torch.Tens
         s = s.to(torch.int64)
         return torch.minimum(torch.stack([s, s + 1]).clamp_(min=0), size - 1).add_(c0), w  # (2, P, T) each
 
-    diag = cv_inv[:, :, :2].diagonal(dim1=1, dim2=2)
-    scale = torch.where(diag > 0, diag, 1.0)
+    scale = cv_inv[:, :, :2].diagonal(dim1=1, dim2=2)  # > 0: resize-mode warps are axis-aligned scalings
     size = crop[:, 2:] - crop[:, :2]
     xt, xw = taps((x - rect[:, :1]).to(torch.float64), scale[:, :1], crop[:, :1], size[:, :1], True)
     yt, yw = taps((y - rect[:, 1:2]).to(torch.float64), scale[:, 1:], crop[:, 1:2], size[:, 1:], False)
@@ -57,8 +56,8 @@ def resized_patches(images: torch.Tensor, rows: torch.Tensor, cv_inv: torch.Tens
     h = torch.mul(images[i, lines, xt[0, :, None, :]], xw[0, :, None, :, None])
     h.addcmul_(images[i, lines, xt[1, :, None, :]], xw[1, :, None, :, None]).bitwise_right_shift_(4)
     # vertical: ((h0 * w0) >> 16) + ((h1 * w1) >> 16), then (+ 2) >> 2; the + 2 rides in the first term as 2 << 16
-    torch.addcmul(torch.tensor([2 << 16], dtype=torch.int32, device=images.device), h[0], yw[0, :, :, None, None],
-                  out=h[0])
+    two = torch.full((1,), 2 << 16, dtype=torch.int32, device=images.device)  # from a host scalar: no copy, no sync
+    torch.addcmul(two, h[0], yw[0, :, :, None, None], out=h[0])
     h[1].mul_(yw[1, :, :, None, None])
     v = torch.add(*h.bitwise_right_shift_(16), out=h[0])
     out = torch.empty(v.shape, dtype=torch.uint8, device=v.device)

@@ -88,17 +88,19 @@ def _cv4_affine(m: torch.Tensor, roi: torch.Tensor, crop: torch.Tensor, x: torch
 
 
 def source_volume(sources: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
-    """A warp slot's n sources as the slices of a (1, 4, D, Hmax, Wmax) float32 volume, D a power of two > n.
+    """A warp slot's n sources as the slices of a (1, 4, D, Hmax, Wmax) float32 volume, D the least power of two >= n.
 
     ``sources`` (n, Hmax, Wmax, 3) uint8, ``crop`` (n, 4) int64 (x0, y0, x1, y1)
     each warp reads. Slice i: RGB zeroed outside crop i, then the crop's
-    indicator; slice n is zero (the next slice of the last one), the others
-    past it are never read. The indicator is separable (a row vector times a
+    indicator; slice n (if D > n) is zero (the next slice of the last one),
+    the others past it are never read. The indicator is separable (a row vector times a
     column vector), so each channel group is written in one pass.
     """
     n, hmax, wmax, _ = sources.shape
-    vol = torch.empty((4, 1 << n.bit_length(), hmax, wmax), dtype=torch.float32, device=sources.device)
-    vol[:, n].zero_()
+    depth = 1 << max(n - 1, 0).bit_length()  # the least power of two >= n
+    vol = torch.empty((4, depth, hmax, wmax), dtype=torch.float32, device=sources.device)
+    if depth > n:
+        vol[:, n].zero_()  # the last slice's neighbour: read with weight 0, so it must be finite
     c = crop[:, :, None, None]
     xs = torch.arange(wmax, device=sources.device)
     ys = torch.arange(hmax, device=sources.device)[:, None]
@@ -131,8 +133,8 @@ class PatchWarps:
     any_whole: bool
 
 
-def _grid_v5(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: int) -> torch.Tensor:
-    """(P, T, T, 2) float32 normalised source points, OpenCV 5's float rule (x (P, 1, T), y (P, T, 1) centres).
+def _grid_v5(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: int, z: torch.Tensor) -> torch.Tensor:
+    """(P, T, T, 3) float32 normalised source points and slice ``z`` (P,), OpenCV 5's float rule (x (P, 1, T), y (P, T, 1) centres).
 
     Affine: the map composed with the source normalisation (float64, then
     float32), two broadcast adds written into the grid; perspective: the
@@ -144,24 +146,26 @@ def _grid_v5(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: i
     if w.affine:
         # normalised source point = (m[i, 1] * y + m[i, 2]) + m[i, 0] * x, straight into the grid; the
         # far offset of a column (for x) or a line (for y) outside the ROI sends its points off every source
-        t_in = torch.tensor([[2.0 / wmax, 0.0, -1.0], [0.0, 2.0 / hmax, -1.0]], dtype=torch.float64, device=x.device)
-        m = (t_in @ w.inverse.to(torch.float64)).to(torch.float32)  # (P, 2, 3)
-        grid = torch.empty((x.shape[0], y.shape[1], x.shape[2], 2), dtype=torch.float32, device=x.device)
+        inv = w.inverse.to(torch.float64)  # [[2 / wmax, 0, -1], [0, 2 / hmax, -1]] @ inv, row by row from host scalars
+        m = torch.stack([inv[:, 0] * (2.0 / wmax) - inv[:, 2], inv[:, 1] * (2.0 / hmax) - inv[:, 2]], 1).to(torch.float32)
+        grid = torch.empty((x.shape[0], y.shape[1], x.shape[2], 3), dtype=torch.float32, device=x.device)
         rx = m[:, 0, 1, None, None] * y + m[:, 0, 2, None, None]  # (P, T, 1)
         cx = torch.where(col_out, _FAR, m[:, 0, 0, None, None] * x)  # (P, 1, T)
         ry = torch.where(row_out, _FAR, m[:, 1, 1, None, None] * y + m[:, 1, 2, None, None])
         cy = m[:, 1, 0, None, None] * x
         torch.add(rx, cx, out=grid[..., 0])
         torch.add(ry, cy, out=grid[..., 1])
+        grid[..., 2] = z[:, None, None]
         return grid
     u, v = map_points(w.inverse, x, y)
-    grid = torch.stack([u.mul_(2.0 / wmax).sub_(1.0), v.mul_(2.0 / hmax).sub_(1.0)], dim=-1)
-    return grid.masked_fill_((row_out | col_out)[..., None], _FAR)
+    far = (row_out | col_out).expand_as(u)
+    u, v = u.mul_(2.0 / wmax).sub_(1.0).masked_fill_(far, _FAR), v.mul_(2.0 / hmax).sub_(1.0).masked_fill_(far, _FAR)
+    return torch.stack([u, v, z[:, None, None].expand_as(u)], dim=-1)
 
 
-def _grid_v4(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: int
+def _grid_v4(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: int, z: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV 4's rule: (P, T, T, 2) normalised source points and the (P, T, T) bool pixels the tile writes."""
+    """OpenCV 4's rule: (P, T, T, 3) normalised source points and slice ``z``, and the (P, T, T) bool pixels written."""
     whole = w.whole[:, None, None]
     crop = w.crop[:, :, None, None].to(torch.float32) + 0.5  # first pixel centre, last + 1
     write = in_rect(w.roi, x - 0.5, y - 0.5)  # pixel indices in the ROI
@@ -175,8 +179,8 @@ def _grid_v4(w: PatchWarps, x: torch.Tensor, y: torch.Tensor, hmax: int, wmax: i
     # ... and replicates its last column and row
     u = torch.where(whole, u, torch.minimum(torch.maximum(u, crop[:, 0]), crop[:, 2] - 1.0))
     v = torch.where(whole, v, torch.minimum(torch.maximum(v, crop[:, 1]), crop[:, 3] - 1.0))
-    scale = torch.tensor([2.0 / wmax, 2.0 / hmax], device=x.device)
-    return torch.stack([u, v], dim=-1).mul_(scale).sub_(1.0), write
+    u, v = u.mul(2.0 / wmax).sub_(1.0), v.mul(2.0 / hmax).sub_(1.0)
+    return torch.stack([u, v, z[:, None, None].expand_as(u)], dim=-1), write
 
 
 def sample_patches(volume: torch.Tensor, w: PatchWarps, x: torch.Tensor, y: torch.Tensor, below: torch.Tensor,
@@ -189,9 +193,8 @@ def sample_patches(volume: torch.Tensor, w: PatchWarps, x: torch.Tensor, y: torc
     """
     _, _, depth, hmax, wmax = volume.shape
     v4 = opencv < 5
-    grid, write = _grid_v4(w, x, y, hmax, wmax) if v4 else (_grid_v5(w, x, y, hmax, wmax), None)
     z = (w.slice.to(torch.float32) * 2.0 + 1.0) / depth - 1.0  # exact: depth is a power of two
-    grid = torch.cat([grid, z[:, None, None, None].expand(*grid.shape[:3], 1)], dim=-1)
+    grid, write = _grid_v4(w, x, y, hmax, wmax, z) if v4 else (_grid_v5(w, x, y, hmax, wmax, z), None)
     got = F.grid_sample(volume, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     rgb, cov = got[:3].transpose(0, 1), got[3:].transpose(0, 1)  # (P, 3, T, T), (P, 1, T, T)
     base = torch.where(w.whole[:, None, None, None], fill, below) if w.any_whole else below

@@ -355,3 +355,24 @@ def test_resize_canvases_are_exact_on_every_device(device):
         assert np.array_equal(got[r], ref), f"canvas row {r}"
         rows += 1
     assert rows > 8 and sum(pb.slot_resize_patches) > 0
+
+
+def test_mixup_blend_is_mixup_pixels_bit_for_bit():
+    """Two separately rounded products then a sum, as mixup_pixels (a fused multiply-add, rounding once, put
+    one value of the lam=0.3 batch one level off)."""
+    from detaug import geometry
+    from detaug.canvas import CanvasPlan, TileWarp
+    from detaug.plan import Blend, SamplePlan
+    from detaug.sample import Labels
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    items = []
+    for size, scale, lam in [(32, 0.5, 0.3)] + [(48, 0.75, float(v)) for v in rng.uniform(0.05, 0.95, 16)]:
+        lab = Labels((size, size), np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+        canvases = tuple(CanvasPlan((TileWarp(i, (0, 0, 64, 64), geometry.scaling(scale), whole=True),)) for i in (0, 1))
+        items.append((SamplePlan(size, (114, 114, 114), (0, 1), ((64, 64), (64, 64)), canvases, lab,
+                                 blend=Blend(1, lam)), (a, b)))
+    for group in (items[:1], items[1:]):  # one batch per size
+        got = DevicePainter()(collate_plans(group)).images.permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(got, np.stack([paint(p, im) for p, im in group]))

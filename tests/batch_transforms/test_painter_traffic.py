@@ -39,3 +39,16 @@ def test_memory_traffic_per_output_pixel_is_bounded(tool):
     assert sum(pb.slot_resize_patches) > 0 and pb.hsv_rows.numel() == 16
     assert per_pixel < 800, f"{per_pixel:.0f} bytes per output pixel"
     assert sum(c.launches.values()) < 260
+
+
+def test_the_counter_sees_host_copies_and_reads_and_counts_out_tensors_once(tool):
+    import torch
+
+    x = torch.zeros(1000)
+    with tool.TrafficCounter() as c:
+        torch.add(x, 1.0, out=x)  # reads 4,000 bytes, writes 4,000
+        y = x[:, None][:, [0]]  # a list index: made from host data, copied to the device on a GPU
+        _ = torch.tensor([1.0, 2.0])
+        float(y.sum())
+    assert c.syncs == 3
+    assert c.bytes["add"] == 8000
