@@ -376,3 +376,15 @@ def test_mixup_blend_is_mixup_pixels_bit_for_bit():
     for group in (items[:1], items[1:]):  # one batch per size
         got = DevicePainter()(collate_plans(group)).images.permute(0, 2, 3, 1).numpy()
         assert np.array_equal(got, np.stack([paint(p, im) for p, im in group]))
+
+
+def test_patch_counts_that_do_not_match_the_lists_are_refused():
+    import dataclasses
+    items, _ = painted(AugmentConfig(img_size=S, mosaic=1.0, degrees=10), "cpu", n=3)
+    pb = collate_plans(items)
+    assert sum(pb.slot_sample_patches) > 0
+    half = tuple(c // 2 for c in pb.slot_sample_patches)
+    for bad in (dataclasses.replace(pb, slot_sample_patches=()), dataclasses.replace(pb, slot_sample_patches=half),
+                dataclasses.replace(pb, slot_resize_patches=(1,) * len(pb.slot_counts))):
+        with pytest.raises(ValueError, match="batch: slot_"):
+            DevicePainter()(bad)
