@@ -128,43 +128,40 @@ def main(argv: list[str] | None = None) -> int:
         u = np.mean([x.sources.shape[0] for x in batches])
         report("loader-1core", f"{len(keys) / dt:.0f} samples/s", f"plan+fetch+collate_plans, {u:.0f} unique sources/batch")
 
+    def painted_rate(p: DevicePainter, ready: list, copy: bool = False) -> float:
+        """Samples/s of ``p`` over the PlanBatches ``ready``: 2 warm-up calls, then ``--iters`` timed.
+
+        ``copy``: each batch is moved to the device inside the timing (the
+        host-to-device copy counts); otherwise they are on it already.
+        """
+        for x in ready[:2]:
+            p(x.to(dev))
+        sync(dev)
+        t0 = time.perf_counter()
+        for i in range(args.iters):
+            x = ready[2 + i % (len(ready) - 2)]
+            p(x.to(dev) if copy else x)
+        sync(dev)
+        return b * args.iters / (time.perf_counter() - t0)
+
     def paint_on_device() -> None:
         on_dev = [x.to(dev) for x in batches]
         sync(dev)
         for dtype, name in ((torch.uint8, "paint"), (torch.float16, "paint-fp16")):
-            p = DevicePainter(dtype)
-            for x in on_dev[:2]:
-                p(x)
-            sync(dev)
-            t0 = time.perf_counter()
-            for i in range(args.iters):
-                p(on_dev[2 + i % (len(on_dev) - 2)])
-            sync(dev)
-            dt = time.perf_counter() - t0
+            rate = painted_rate(DevicePainter(dtype), on_dev)
             mem = f", peak {torch.cuda.max_memory_allocated(dev) / 2**30:.1f} GiB" if dev.type == "cuda" else ""
-            report(name, f"{b * args.iters / dt:.0f} samples/s", f"B={b}, S={s}, plans ready on {dev}{mem}")
+            report(name, f"{rate:.0f} samples/s", f"B={b}, S={s}, plans ready on {dev}{mem}")
         del on_dev
         # warps that are not resizes (rotation: sampled per patch), same data
         rot = MixDataset(data, AugmentConfig(img_size=s, mosaic=1.0, mosaic9=0.0, mixup=args.mixup, fliplr=0.5,
                                              degrees=10.0), seed=0, output="plan")
         rot_batches = [collate_plans([rot[k] for k in keys[i : i + b]]).to(dev) for i in range(0, len(keys), b)]
-        for x in rot_batches[:2]:
-            painter(x)
-        sync(dev)
-        t0 = time.perf_counter()
-        for i in range(args.iters):
-            painter(rot_batches[2 + i % (len(rot_batches) - 2)])
-        sync(dev)
-        dt = time.perf_counter() - t0
-        report("paint-rot10", f"{b * args.iters / dt:.0f} samples/s", "same, degrees=10 (warps sampled, not resized)")
+        rate = painted_rate(painter, rot_batches)
+        report("paint-rot10", f"{rate:.0f} samples/s", "same, degrees=10 (warps sampled, not resized)")
         del rot_batches
-        t0 = time.perf_counter()
-        for i in range(args.iters):
-            painter(batches[2 + i % (len(batches) - 2)].to(dev))
-        sync(dev)
-        dt = time.perf_counter() - t0
+        rate = painted_rate(painter, batches, copy=True)
         mb = np.mean([x.sources.numel() for x in batches]) / 2**20
-        report("h2d+paint", f"{b * args.iters / dt:.0f} samples/s", f"pinned PlanBatch ({mb:.0f} MB of sources) copied, then painted")
+        report("h2d+paint", f"{rate:.0f} samples/s", f"pinned PlanBatch ({mb:.0f} MB of sources) copied, then painted")
 
     def parity() -> None:
         items = [ds[k] for k in keys[:b]]
@@ -217,15 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         report("bank-build", f"{time.perf_counter() - t0:.1f} s", f"{len(data)} images, {bank.nbytes / 2**30:.2f} GiB on {dev}")
         p = DevicePainter(bank=bank)
         bank_painter.append(p)
-        for x in ids_batches[:2]:
-            p(x.to(dev))
-        sync(dev)
-        t0 = time.perf_counter()
-        for i in range(args.iters):
-            p(ids_batches[2 + i % (len(ids_batches) - 2)].to(dev))
-        sync(dev)
-        dt = time.perf_counter() - t0
-        report("paint-bank", f"{b * args.iters / dt:.0f} samples/s", "h2d of the plan tensors + paint from the bank")
+        rate = painted_rate(p, ids_batches, copy=True)
+        report("paint-bank", f"{rate:.0f} samples/s", "h2d of the plan tensors + paint from the bank")
         same = torch.equal(p(ids_batches[0].to(dev)).images, painter(batches[0].to(dev)).images) if batches else False
         report("bank-parity", "ok" if same else "FAILED", "bank-painted batch equals the shipped-sources one")
 

@@ -219,11 +219,7 @@ class DevicePainter:
         def per_warp(t: torch.Tensor) -> torch.Tensor:
             return t.flatten(0, 1).index_select(0, wid)
 
-        src_rows = per_warp(batch.warp_source)
-        if batch.sources.shape[0] or self.bank is None:
-            images = batch.sources
-        else:  # ids only (ship_sources=False): the pixels are in the bank, on this device
-            images, src_rows = self.bank.images, batch.source_ids.index_select(0, src_rows)
+        images, src_rows = self._pixels(batch, per_warp(batch.warp_source))
         x, y = patch_pixels(batch.size, batch.resize_patch_origin[lo:hi], flip_lr.index_select(0, row),
                             flip_ud.index_select(0, row))
         rect = per_warp(batch.warp_rect)
@@ -248,13 +244,17 @@ class DevicePainter:
             out = ~((u >= 0) & (u <= side) & (v >= 0) & (v <= side)) & framed[:, None, None]
         return torch.where(out[:, None], fill8, canvas)
 
+    def _pixels(self, batch: PlanBatch, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the sources of ``batch`` rows ``rows`` are: (images (U, Hmax, Wmax, 3) uint8, their rows in it)."""
+        if batch.sources.shape[0] or self.bank is None:
+            return batch.sources, rows
+        # ids only (ship_sources=False): the pixels are in the bank, on this device
+        return self.bank.images, batch.source_ids.index_select(0, rows)
+
     def _sources(self, batch: PlanBatch, k: int, n: int) -> torch.Tensor:
         """Slot k's sources for canvases 0..n-1: (n, Hmax, Wmax, 3) uint8."""
-        rows = batch.warp_source[:n, k]
-        if batch.sources.shape[0] or self.bank is None:
-            return batch.sources.index_select(0, rows)
-        # ids only (ship_sources=False): the pixels are in the bank, on this device
-        return self.bank.images.index_select(0, batch.source_ids.index_select(0, rows))
+        images, rows = self._pixels(batch, batch.warp_source[:n, k])
+        return images.index_select(0, rows)
 
     def _sample(self, batch: PlanBatch, canvas_p: torch.Tensor, volume: torch.Tensor, k: int, lo: int, hi: int,
                 flip_lr: torch.Tensor, flip_ud: torch.Tensor, fill: torch.Tensor) -> None:
