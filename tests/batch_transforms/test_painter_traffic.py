@@ -27,8 +27,30 @@ def tool():
 
 @pytest.mark.parametrize("degrees", [0.0, 10.0])
 def test_painting_never_syncs_with_the_host(tool, degrees):
-    for pb in tool.batches(96, 8, 1, degrees=degrees, mixup=0.5, cutmix=0.5):
+    for pb in tool.batches(96, 8, 1, degrees=degrees, mixup=0.5, cutmix=0.5, perspective=degrees / 1e4):
         assert tool.traffic(pb).syncs == 0
+
+
+def test_no_sync_with_opencv4_rules_float16_output_or_a_source_bank(tool):
+    import device_bench  # tools/, on the path once the tool is loaded
+    import torch
+
+    from detaug import AugmentConfig, MixDataset
+    from detaug.batch_transforms.painter import DevicePainter
+    from detaug.batch_transforms.plan_batch import collate_plans
+    from detaug.batch_transforms.source_bank import SourceBank
+
+    data = device_bench.make_data(12, 64)
+    cfg = AugmentConfig(img_size=64, mosaic=1.0, degrees=10, mixup=0.5)
+    shipped = collate_plans([MixDataset(data, cfg, seed=1, output="plan")[i] for i in range(6)])
+    ids = collate_plans([MixDataset(data, cfg, seed=1, output="plan", ship_sources=False)[i] for i in range(6)])
+    bank = SourceBank.from_dataset(data)
+    for painter, pb in ((DevicePainter(opencv=4), shipped), (DevicePainter(torch.float16), shipped),
+                        (DevicePainter(bank=bank), ids)):
+        painter(pb)  # tables built outside the count
+        with tool.TrafficCounter() as c:
+            painter(pb)
+        assert c.syncs == 0, painter
 
 
 def test_memory_traffic_per_output_pixel_is_bounded(tool):
