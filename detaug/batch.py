@@ -200,7 +200,8 @@ class Batch:
         if self.images.dtype != torch.uint8:
             raise ValueError(
                 f"images: to_yolo() needs uint8 images (Ultralytics divides by 255), got "
-                f"{self.images.dtype}; build the BatchMixer with output_dtype=None"
+                f"{self.images.dtype}; build the BatchMixer with output_dtype=None or the DevicePainter with "
+                f"output_dtype=torch.uint8"
             )
         h, w = self.shape
         b = self.boxes

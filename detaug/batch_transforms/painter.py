@@ -117,7 +117,8 @@ class DevicePainter:
         bank: a :class:`~detaug.batch_transforms.source_bank.SourceBank` of
             the dataset the plans read, on the painter's device: batches
             collated from items without pixels (``ship_sources=False``) read
-            their sources from it.
+            their sources from it. The first such batch is checked against it
+            (dataset indices in range, image sizes equal: one host sync).
         opencv: the OpenCV major version whose warp rules to follow (None:
             the installed one, so both painters agree on a machine). 5 (and
             later): float source points, taps outside a tile blend with the
@@ -142,6 +143,18 @@ class DevicePainter:
         if bank is not None and not isinstance(bank, SourceBank):
             raise ValueError(f"bank: expected a SourceBank or None, got {type(bank).__name__}")
         self.bank = bank
+        self._bank_checked = False
+
+    def _check_bank(self, batch: PlanBatch) -> None:
+        """The first batch painted from the bank: its sources are the bank's images (indices and sizes; one host sync)."""
+        ids, n = batch.source_ids, self.bank.images.shape[0]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(f"bank: holds {n} images, the batch reads dataset indices {int(ids.min())}.."
+                             f"{int(ids.max())}: build it from the dataset the MixDataset wraps")
+        if not torch.equal(self.bank.sizes.index_select(0, ids), batch.source_sizes):
+            raise ValueError("bank: its images' sizes differ from the plans' sources: build it from the dataset the "
+                             "MixDataset wraps, at the same img_size")
+        self._bank_checked = True
 
     def __repr__(self) -> str:
         return f"DevicePainter(output_dtype={self.output_dtype}, opencv={self.opencv})"
@@ -166,6 +179,8 @@ class DevicePainter:
                                  "bank=SourceBank.from_dataset(the dataset the plans read, device)")
             if self.bank.device != batch.device:
                 raise ValueError(f"bank: on {self.bank.device}, the batch on {batch.device}")
+            if not self._bank_checked:
+                self._check_bank(batch)
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases
         _check_patch_counts(batch)

@@ -7,8 +7,9 @@ the device. Each image crosses to the device once per run instead of once per
 use (a Mosaic with MixUp reads about 8 sources per item), and the loader's
 work is planning alone.
 
-Memory: ``N x Hmax x Wmax x 3`` bytes on the device (``nbytes``); COCO128 at
-640 is about 120 MB, a 2,048-image set at 640 about 2.5 GB. For a dataset that
+Memory: ``N x Hmax x Wmax x 3`` bytes on the device (``nbytes``), every
+image padded to the largest; COCO128 at 640 is 157 MB (128 x 640 x 640 x 3),
+a 2,048-image set at 640 about 2.5 GB. For a dataset that
 does not fit, ship sources with each batch instead (the default).
 
 >>> import numpy as np
@@ -71,7 +72,13 @@ class SourceBank:
         n = len(dataset)
         if n < 1:
             raise ValueError("dataset: is empty")
-        first = [dataset[i].image for i in range(n)]
+        first = []
+        for i in range(n):
+            item = dataset[i]
+            if not isinstance(getattr(item, "image", None), np.ndarray):
+                raise ValueError(f"dataset: item {i} is a {type(item).__name__}, not a Sample with an image; pass the "
+                                 "dataset a MixDataset wraps (its .dataset), not the MixDataset")
+            first.append(item.image)
         hmax = max(im.shape[0] for im in first)
         wmax = max(im.shape[1] for im in first)
         nbytes = n * hmax * wmax * 3
@@ -79,8 +86,9 @@ class SourceBank:
             raise ValueError(f"dataset: a bank of {n} images of up to {hmax}x{wmax} needs {nbytes / 2**30:.1f} GiB, "
                              f"more than max_bytes={max_bytes / 2**30:.1f} GiB; ship sources with each batch instead")
         host = torch.zeros((n, hmax, wmax, 3), dtype=torch.uint8)
+        packed = host.numpy()
         for i, im in enumerate(first):
-            host[i, : im.shape[0], : im.shape[1]] = torch.from_numpy(np.ascontiguousarray(im))
+            packed[i, : im.shape[0], : im.shape[1]] = im  # a copy: read-only images are fine
         sizes = torch.tensor([im.shape[:2] for im in first], dtype=torch.int64)
         return cls(host.to(device), sizes.to(device))
 

@@ -279,6 +279,32 @@ def test_a_source_bank_paints_what_shipped_sources_paint():
         collate_plans([shipped[keys[0]], ids_only[keys[1]]])
 
 
+
+def test_a_bank_of_another_dataset_or_size_is_refused_by_name():
+    from detaug.batch_transforms.source_bank import SourceBank
+
+    data = make_data()
+    cfg = AugmentConfig(img_size=64, mosaic=1.0)
+    ids_only = MixDataset(data, cfg, seed=4, output="plan", ship_sources=False)
+    b = collate_plans([ids_only[i] for i in range(len(data))])
+    smaller = [Sample.create(s.image[: s.image.shape[0] // 2]) for s in data]  # same count, other sizes
+    with pytest.raises(ValueError, match="bank: its images' sizes differ"):
+        DevicePainter(bank=SourceBank.from_dataset(smaller))(b)
+    with pytest.raises(ValueError, match="bank: holds 3 images"):
+        DevicePainter(bank=SourceBank.from_dataset(data[:3]))(b)
+    with pytest.raises(ValueError, match="dataset: item 0 is a PlannedItem"):
+        SourceBank.from_dataset(ids_only)
+    painter = DevicePainter(bank=SourceBank.from_dataset(data))
+    painter(b)
+    assert painter._bank_checked  # once: later batches are not synced for it
+
+
+def test_float16_output_is_refused_by_to_yolo_naming_the_painter():
+    items, b = painted(CONFIGS["mosaic4"], "cpu", n=2, dtype=torch.float16)
+    with pytest.raises(ValueError, match="DevicePainter with output_dtype=torch.uint8"):
+        b.to_yolo()
+
+
 def test_plans_without_pixels_decode_nothing_and_paint_the_same(tmp_path):
     from pathlib import Path
 
