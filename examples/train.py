@@ -9,7 +9,10 @@ same step:
    key carries its epoch, so no ``set_epoch`` has to reach the workers and
    every new pass is the next epoch) and :func:`mixed_batches` (forever:
    ``batch.to(device)``, then :class:`detaug.BatchMixer` for MixUp / CutMix
-   on the device);
+   on the device). With ``paint="device"`` the workers only plan and fetch
+   sources (``MixDataset(output="plan")``, ``collate_plans``) and a
+   :class:`~detaug.batch_transforms.DevicePainter` paints each batch on the
+   training device before the mixer: the same pixels, painted by torch;
 2. :func:`train_step`: one optimiser step of a
    :class:`~examples.detector.TinyDetector` on one Batch (images and
    labels, per-object weights included) -- whatever produced it;
@@ -36,13 +39,18 @@ from torch import nn
 from tqdm import tqdm
 
 from detaug import AugmentConfig, Batch, BatchMixer, MixDataset, YoloDataset, collate
+from detaug.batch_transforms import DevicePainter, PlanBatch, collate_plans
 from detaug.sampler import EpochSampler
 from examples.assigner import pad_targets
 from examples.detector import STRIDES, TinyDetector, init_weights, make_anchors, pad_to_stride
 from examples.loss import LossParts, detection_loss
 
-__all__ = ["DEFAULT_DATA", "TrainResult", "resolve_device", "build_dataset", "build_loader", "mixed_batches",
-           "train_step", "lr_at", "fit", "train"]
+__all__ = ["DEFAULT_DATA", "PAINTERS", "TrainResult", "resolve_device", "build_dataset", "build_loader",
+           "mixed_batches", "train_step", "lr_at", "fit", "train"]
+
+#: Where the training images are painted: "opencv" (per sample, in the DataLoader workers) or "device"
+#: (workers plan and fetch sources; a DevicePainter paints each batch on the training device).
+PAINTERS = ("opencv", "device")
 
 #: The bundled synthetic shapes set (24 train, 8 val images).
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "datasets" / "shapes" / "shapes.yaml"
@@ -55,22 +63,26 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def build_dataset(data: str | Path, img_size: int, seed: int, mosaic: float = 1.0) -> MixDataset:
+def build_dataset(data: str | Path, img_size: int, seed: int, mosaic: float = 1.0, paint: str = "opencv"
+                  ) -> MixDataset:
     """The training source: ``MixDataset(YoloDataset(data, split="train"), AugmentConfig(...), seed)``.
 
-    Items are ``img_size`` x ``img_size`` Samples. MixUp and CutMix are left
-    to the :class:`detaug.BatchMixer` on the device (``mixup=0, cutmix=0``
-    here), so images are mixed once.
+    Items are ``img_size`` x ``img_size`` Samples, or with ``paint="device"``
+    their plans and source images (``output="plan"``). MixUp and CutMix are
+    left to the :class:`detaug.BatchMixer` on the device (``mixup=0,
+    cutmix=0`` here), so images are mixed once.
     """
+    if paint not in PAINTERS:
+        raise ValueError(f"paint: expected one of {PAINTERS}, got {paint!r}")
     base = YoloDataset(data, split="train", img_size=img_size, progress=False)
     cfg = AugmentConfig(img_size=img_size, mosaic=mosaic, mixup=0.0, cutmix=0.0, degrees=0.0,
                         translate=0.1, scale=0.5, fliplr=0.5, flipud=0.0)
-    return MixDataset(base, cfg, seed=seed)
+    return MixDataset(base, cfg, seed=seed, output="plan" if paint == "device" else "sample")
 
 
 def build_loader(ds: MixDataset, batch_size: int, workers: int, pin_memory: bool = False
                  ) -> torch.utils.data.DataLoader:
-    """A DataLoader of batches (:class:`detaug.Batch`) over ``EpochSampler(ds)`` keys.
+    """A DataLoader of batches (:class:`detaug.Batch`, or :class:`PlanBatch` for a plan dataset) over ``EpochSampler(ds)`` keys.
 
     The sampler visits the positions of each epoch in order (the dataset
     owns the shuffle) and counts epochs itself: each ``iter()`` of the
@@ -90,19 +102,20 @@ def build_loader(ds: MixDataset, batch_size: int, workers: int, pin_memory: bool
         sampler=EpochSampler(ds),
         drop_last=True,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_plans if getattr(ds, "output", "sample") == "plan" else collate,
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(ds.seed),
     )
 
 
-def mixed_batches(loader: torch.utils.data.DataLoader, mixer: BatchMixer, device: torch.device
-                  ) -> Iterator[Batch]:
+def mixed_batches(loader: torch.utils.data.DataLoader, mixer: BatchMixer, device: torch.device,
+                  painter: DevicePainter | None = None) -> Iterator[Batch]:
     """Endless Batches from ``loader`` (one pass per epoch), moved to ``device`` and mixed there.
 
     Yields what ``mixer`` returns (its ``output_dtype`` decides the images'
-    dtype). When the loader's sampler is an :class:`EpochSampler`, every
+    dtype). A loader of :class:`PlanBatch` es needs ``painter``, which paints
+    each on ``device`` first (uint8 output). When the loader's sampler is an :class:`EpochSampler`, every
     batch is checked to hold samples of the epoch the pass was for (a
     RuntimeError otherwise).
     """
@@ -113,7 +126,12 @@ def mixed_batches(loader: torch.utils.data.DataLoader, mixer: BatchMixer, device
             if epoch is not None and any(m.get("epoch") != epoch for m in batch.metas):
                 got = sorted({m.get("epoch") for m in batch.metas})
                 raise RuntimeError(f"the DataLoader served samples of epochs {got} during epoch {epoch}")
-            yield mixer(batch.to(device))
+            if isinstance(batch, PlanBatch):
+                if painter is None:
+                    raise ValueError("painter: the loader yields PlanBatches (a plan dataset); pass a DevicePainter")
+                yield mixer(painter(batch.to(device)))
+            else:
+                yield mixer(batch.to(device))
 
 
 def train_step(model: TinyDetector, optimizer: torch.optim.Optimizer, batch: Batch,
@@ -229,13 +247,14 @@ def train(
     width: int = 16,
     mosaic: float = 1.0,
     progress: bool = True,
+    paint: str = "opencv",
 ) -> TrainResult:
     """Train a :class:`TinyDetector` of ``width`` on ``data`` for ``steps`` steps; returns the loss history.
 
     :func:`build_dataset` -> :func:`build_loader` -> :func:`mixed_batches`
     (``BatchMixer(mixup, cutmix)``, images float32 in [0, 1]) -> :func:`fit`.
     ``img_size`` must be a multiple of 16 >= 32; ``batch_size`` >= 2 (the
-    mixer pairs images).
+    mixer pairs images). ``paint``: one of :data:`PAINTERS`.
     """
     if steps < 1:
         raise ValueError(f"steps: expected >= 1, got {steps}")
@@ -244,14 +263,15 @@ def train(
     if img_size < 32 or img_size % STRIDES[-1]:
         raise ValueError(f"img_size: expected a multiple of {STRIDES[-1]} >= 32, got {img_size}")
     dev = resolve_device(device)
-    ds = build_dataset(data, img_size, seed, mosaic)
+    ds = build_dataset(data, img_size, seed, mosaic, paint)
     loader = build_loader(ds, batch_size, workers, pin_memory=dev.type == "cuda")
     mixer = BatchMixer(mixup=mixup, cutmix=cutmix, output_dtype=torch.float32,
                        generator=torch.Generator(device=dev).manual_seed(seed))
     names = list(ds.names or [])
     model = init_weights(TinyDetector(len(names), width=width), torch.Generator().manual_seed(seed)).to(dev)
     first_epoch = loader.sampler.epoch
-    res = fit(model, mixed_batches(loader, mixer, dev), steps, lr=lr, progress=progress)
+    painter = DevicePainter() if paint == "device" else None
+    res = fit(model, mixed_batches(loader, mixer, dev, painter), steps, lr=lr, progress=progress)
     res.names = names
-    res.extra.update(epochs=loader.sampler.epoch - first_epoch, device=str(dev))
+    res.extra.update(epochs=loader.sampler.epoch - first_epoch, device=str(dev), paint=paint)
     return res

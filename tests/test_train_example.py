@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from detaug import BatchMixer, YoloDataset, collate
+from detaug.batch_transforms import DevicePainter
 from detaug.loss import padded_gt_weights
 from detaug.sample import Sample
 from examples.assigner import assign, pad_targets
@@ -276,6 +277,26 @@ def test_every_pass_is_the_next_epoch_and_a_stale_batch_is_refused():
         next(stale)
 
 
+def test_device_painting_feeds_the_same_batches():
+    """paint="device": workers plan, the DevicePainter paints on the device; the mixer sees the same images."""
+    mixer = BatchMixer(mixup=0.0, cutmix=0.0, generator=torch.Generator().manual_seed(0))  # pass-through
+    got = {}
+    for paint in ("opencv", "device"):
+        ds = build_dataset(SHAPES, img_size=64, seed=3, paint=paint)
+        it = mixed_batches(build_loader(ds, batch_size=8, workers=0), mixer, torch.device("cpu"),
+                           DevicePainter() if paint == "device" else None)
+        got[paint] = [next(it) for _ in range(4)]  # into the second epoch
+    for a, b in zip(got["opencv"], got["device"], strict=True):
+        assert torch.equal(a.images, b.images)  # translate + scale + flips + HSV at 64: bit for bit
+        assert torch.equal(a.boxes, b.boxes) and torch.equal(a.batch_idx, b.batch_idx)
+        assert [m["position"] for m in a.metas] == [m["position"] for m in b.metas]
+    ds = build_dataset(SHAPES, img_size=64, seed=3, paint="device")
+    with pytest.raises(ValueError, match="painter: the loader yields PlanBatches"):
+        next(mixed_batches(build_loader(ds, batch_size=8, workers=0), mixer, torch.device("cpu")))
+    with pytest.raises(ValueError, match="paint: expected one of"):
+        build_dataset(SHAPES, img_size=64, seed=3, paint="gpu")
+
+
 def test_short_training_learns():
     # MixDataset (Mosaic every image) in a persistent worker, MixUp and CutMix on the batch, the
     # weighted loss: the loss must fall by 20 %, the box loss by 10 %.
@@ -318,6 +339,14 @@ def test_cli_writes_predictions_png(tmp_path, capsys):
     assert img is not None and img.ndim == 3 and img.shape[0] > 64 and img.shape[1] > 2 * 64
     text = capsys.readouterr().out
     assert f"predictions: {out}" in text and "loss: mean of first 4 steps" in text
+
+
+def test_cli_trains_with_device_painting(tmp_path, capsys):
+    out = tmp_path / "pred.png"
+    rc = main(["--steps", "3", "--batch-size", "4", "--img-size", "64", "--workers", "1", "--paint", "device",
+               "--num-images", "2", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert rc == 0 and cv2.imread(str(out)) is not None
+    assert "(painted by device)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["--img-size", "100"], ["--steps", "0"], ["--batch-size", "1"],

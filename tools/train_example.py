@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from detaug.viz import save_png  # noqa: E402
 from examples.detector import STRIDES  # noqa: E402
 from examples.render import render_predictions  # noqa: E402
-from examples.train import train  # noqa: E402
+from examples.train import PAINTERS, train  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16, help="model base width (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of every generator (default: 0)")
     p.add_argument("--device", default="auto", help="'auto' (cuda if available, else cpu), 'cpu', 'cuda:0', ...")
+    p.add_argument("--paint", choices=PAINTERS, default="opencv",
+                   help="'opencv': workers paint each sample; 'device': workers plan, a DevicePainter paints each "
+                        "batch on --device (default: opencv)")
     p.add_argument("--conf", type=float, default=0.3, help="score threshold of the drawn predictions (default: 0.3)")
     p.add_argument("--num-images", type=int, default=6, help="val images in the picture (default: 6)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"predictions PNG (default: {DEFAULT_OUT})")
@@ -87,13 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_args(parser, args)
     res = train(data=args.data, steps=args.steps, batch_size=args.batch_size, img_size=args.img_size,
                 workers=args.workers, mixup=args.mixup, cutmix=args.cutmix, lr=args.lr, seed=args.seed,
-                device=args.device, width=args.width, mosaic=args.mosaic, progress=not args.quiet)
+                device=args.device, width=args.width, mosaic=args.mosaic, progress=not args.quiet, paint=args.paint)
     grid = render_predictions(res.model, args.data, args.img_size, args.num_images, args.conf)
     path = save_png(args.out, grid)
     k = min(10, len(res.history))
     first, last = float(np.mean(res.history[:k])), float(np.mean(res.history[-k:]))
     print(f"trained {len(res.history)} steps ({res.extra['epochs']} epochs) on {res.extra['device']} "
-          f"in {res.seconds:.1f} s")
+          f"(painted by {res.extra['paint']}) in {res.seconds:.1f} s")
     print(f"loss: mean of first {k} steps {first:.4f}, last {k} steps {last:.4f} "
           f"(cls {np.mean(res.cls_history[-k:]):.4f}, box {np.mean(res.box_history[-k:]):.4f})")
     print(f"predictions: {path}")
