@@ -147,11 +147,8 @@ class DevicePainter:
 
     def _check_bank(self, batch: PlanBatch) -> None:
         """The first batch painted from the bank: its sources are the bank's images (indices and sizes; one host sync)."""
-        ids, n = batch.source_ids, self.bank.images.shape[0]
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise ValueError(f"bank: holds {n} images, the batch reads dataset indices {int(ids.min())}.."
-                             f"{int(ids.max())}: build it from the dataset the MixDataset wraps")
-        if not torch.equal(self.bank.sizes.index_select(0, ids), batch.source_sizes):
+        self.bank.check_ids(batch.source_ids)
+        if not torch.equal(self.bank.sizes.index_select(0, batch.source_ids), batch.source_sizes):
             raise ValueError("bank: its images' sizes differ from the plans' sources: build it from the dataset the "
                              "MixDataset wraps, at the same img_size")
         self._bank_checked = True

@@ -379,8 +379,8 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
     p_lr = np.array([p.flip_lr for p, _ in pairs], bool)[c_item]
     p_ud = np.array([p.flip_ud for p, _ in pairs], bool)[c_item]
     rz_warp, rz_origin, slot_rz = rect_patches(w_resize, w_rect, slot_counts, p_lr, p_ud, int(size))
-    sampled = (np.arange(n_k)[None, :] < np.array([len(c[1]) for c in canvases])[order][:, None]) & ~w_resize
-    sm_warp, sm_origin, slot_sm = rect_patches(sampled, w_roi, slot_counts, p_lr, p_ud, int(size))
+    # rect_patches keeps rows < slot_counts[k], the ones with a k-th warp: the others are the sampled warps
+    sm_warp, sm_origin, slot_sm = rect_patches(~w_resize, w_roi, slot_counts, p_lr, p_ud, int(size))
     # items: first canvas of each plan, then its partners in plan order
     first = np.cumsum([0] + [len(p.canvases) for p, _ in pairs])[:-1]
     plans = [p for p, _ in pairs]
@@ -436,6 +436,7 @@ def collate_plans(items: Sequence[Any], pin_memory: bool = False) -> PlanBatch:
         boxes=t(np.concatenate([x.boxes for x in lab]).reshape(-1, 4), torch.float32),
         weights=t(np.concatenate([x.weights for x in lab]), torch.float32),
         size=int(size), fill=(int(fill[0]), int(fill[1]), int(fill[2])), slot_counts=slot_counts, slot_affine=slot_affine,
-        slot_whole=slot_whole, slot_resize_patches=slot_rz, slot_sample_patches=slot_sm, any_frame=bool(np.any(f_side > 0)),
-        frame_affine=frame_affine, frame_aligned=frame_affine and bool(np.all(f_inv[:, [0, 1], [1, 0]] == 0)), metas=tuple(dict(x.meta) for x in lab),
+        slot_whole=slot_whole, slot_resize_patches=slot_rz, slot_sample_patches=slot_sm,
+        any_frame=bool(np.any(f_side > 0)), frame_affine=frame_affine,
+        frame_aligned=frame_affine and bool(np.all(f_inv[:, [0, 1], [1, 0]] == 0)), metas=tuple(dict(x.meta) for x in lab),
     )

@@ -102,10 +102,15 @@ class SourceBank:
         """The bank's device."""
         return self.images.device
 
+    def check_ids(self, ids: torch.Tensor) -> None:
+        """ValueError (naming ``ids``) unless every dataset index in ``ids`` is one of the bank's images (a host sync)."""
+        n = self.images.shape[0]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(f"ids: dataset indices {int(ids.min())}..{int(ids.max())}, the bank holds {n} images: "
+                             "build it from the dataset the MixDataset wraps")
+
     def gather(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and sizes of dataset indices ``ids`` ((U,) int64): (U, Hmax, Wmax, 3) uint8, (U, 2) int64."""
         ids = ids.to(self.images.device, torch.int64)
-        n = self.images.shape[0]
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise ValueError(f"ids: dataset indices must be in [0, {n}), got {ids.min().item()}..{ids.max().item()}")
+        self.check_ids(ids)
         return self.images.index_select(0, ids), self.sizes.index_select(0, ids)

@@ -290,7 +290,7 @@ def test_a_bank_of_another_dataset_or_size_is_refused_by_name():
     smaller = [Sample.create(s.image[: s.image.shape[0] // 2]) for s in data]  # same count, other sizes
     with pytest.raises(ValueError, match="bank: its images' sizes differ"):
         DevicePainter(bank=SourceBank.from_dataset(smaller))(b)
-    with pytest.raises(ValueError, match="bank: holds 3 images"):
+    with pytest.raises(ValueError, match="the bank holds 3 images"):
         DevicePainter(bank=SourceBank.from_dataset(data[:3]))(b)
     with pytest.raises(ValueError, match="dataset: item 0 is a PlannedItem"):
         SourceBank.from_dataset(ids_only)
