@@ -102,6 +102,11 @@ def _check_patch_counts(batch: PlanBatch) -> None:
                              f"{len(batch.slot_counts)} warp slots (build PlanBatches with collate_plans)")
 
 
+def _per_warp(wid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Rows of a (C, K, ...) warp tensor ``t`` at flat warp indices ``wid`` (``row * K + k``): (P, ...)."""
+    return t.flatten(0, 1).index_select(0, wid)
+
+
 def _centres(size: int, flip: torch.Tensor) -> torch.Tensor:
     """(n, size) float32 pixel-centre coordinates ``j + 0.5``, reversed (``size - j - 0.5``) where ``flip``."""
     c = torch.arange(size, device=flip.device, dtype=torch.float32) + 0.5
@@ -228,14 +233,12 @@ class DevicePainter:
         wid = batch.resize_patch_warp[lo:hi]
         row = wid // batch.warp_source.shape[1]
 
-        def per_warp(t: torch.Tensor) -> torch.Tensor:
-            return t.flatten(0, 1).index_select(0, wid)
-
-        images, src_rows = self._pixels(batch, per_warp(batch.warp_source))
+        images, src_rows = self._pixels(batch, _per_warp(wid, batch.warp_source))
         x, y = patch_pixels(batch.size, batch.resize_patch_origin[lo:hi], flip_lr.index_select(0, row),
                             flip_ud.index_select(0, row))
-        rect = per_warp(batch.warp_rect)
-        val = resized_patches(images, src_rows, per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop), rect, x, y)
+        rect = _per_warp(wid, batch.warp_rect)
+        val = resized_patches(images, src_rows, _per_warp(wid, batch.warp_cv_inverse), _per_warp(wid, batch.warp_crop),
+                              rect, x, y)
         return row, rect, x, y, val
 
     @staticmethod
@@ -275,12 +278,9 @@ class DevicePainter:
         row = wid // batch.warp_source.shape[1]  # the canvas row, and the warp's slice of the slot's volume
         origin = batch.sample_patch_origin[lo:hi]
 
-        def per_warp(t: torch.Tensor) -> torch.Tensor:
-            return t.flatten(0, 1).index_select(0, wid)
-
         x, y = patch_pixels(batch.size, origin, flip_lr.index_select(0, row), flip_ud.index_select(0, row))
-        warps = PatchWarps(per_warp(batch.warp_inverse), per_warp(batch.warp_cv_inverse), per_warp(batch.warp_crop),
-                           per_warp(batch.warp_roi), per_warp(batch.warp_whole), row,
+        warps = PatchWarps(*(_per_warp(wid, t) for t in (batch.warp_inverse, batch.warp_cv_inverse, batch.warp_crop,
+                                                          batch.warp_roi, batch.warp_whole)), row,
                            affine=batch.slot_affine[k], any_whole=batch.slot_whole[k] if batch.slot_whole else True)
         below = read_patches(canvas_p, row, origin)
         val = sample_patches(volume, warps, x.to(torch.float32)[:, None, :] + 0.5, y.to(torch.float32)[:, :, None] + 0.5,
