@@ -123,7 +123,8 @@ class DevicePainter:
             the dataset the plans read, on the painter's device: batches
             collated from items without pixels (``ship_sources=False``) read
             their sources from it. The first such batch is checked against it
-            (dataset indices in range, image sizes equal: one host sync).
+            (dataset indices in range, image sizes equal: one host sync), and
+            again after ``bank`` is set to another one.
         opencv: the OpenCV major version whose warp rules to follow (None:
             the installed one, so both painters agree on a machine). 5 (and
             later): float source points, taps outside a tile blend with the
@@ -148,15 +149,16 @@ class DevicePainter:
         if bank is not None and not isinstance(bank, SourceBank):
             raise ValueError(f"bank: expected a SourceBank or None, got {type(bank).__name__}")
         self.bank = bank
-        self._bank_checked = False
+        self._checked_bank: SourceBank | None = None  # the bank the last check passed for
 
     def _check_bank(self, batch: PlanBatch) -> None:
-        """The first batch painted from the bank: its sources are the bank's images (indices and sizes; one host sync)."""
+        """The first batch painted from a bank (also one set later): its sources are the bank's images (indices and
+        sizes; one host sync)."""
         self.bank.check_ids(batch.source_ids)
         if not torch.equal(self.bank.sizes.index_select(0, batch.source_ids), batch.source_sizes):
             raise ValueError("bank: its images' sizes differ from the plans' sources: build it from the dataset the "
                              "MixDataset wraps, at the same img_size")
-        self._bank_checked = True
+        self._checked_bank = self.bank
 
     def __repr__(self) -> str:
         return f"DevicePainter(output_dtype={self.output_dtype}, opencv={self.opencv})"
@@ -181,7 +183,7 @@ class DevicePainter:
                                  "bank=SourceBank.from_dataset(the dataset the plans read, device)")
             if self.bank.device != batch.device:
                 raise ValueError(f"bank: on {self.bank.device}, the batch on {batch.device}")
-            if not self._bank_checked:
+            if self._checked_bank is not self.bank:
                 self._check_bank(batch)
         dev, s = batch.device, batch.size
         n_c = batch.num_canvases

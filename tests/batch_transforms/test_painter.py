@@ -296,7 +296,10 @@ def test_a_bank_of_another_dataset_or_size_is_refused_by_name():
         SourceBank.from_dataset(ids_only)
     painter = DevicePainter(bank=SourceBank.from_dataset(data))
     painter(b)
-    assert painter._bank_checked  # once: later batches are not synced for it
+    assert painter._checked_bank is painter.bank  # once: later batches are not synced for it
+    painter.bank = SourceBank.from_dataset(smaller)  # as DetaugTrainer sets it: checked again
+    with pytest.raises(ValueError, match="bank: its images' sizes differ"):
+        painter(b)
 
 
 def test_float16_output_is_refused_by_to_yolo_naming_the_painter():
